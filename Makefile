@@ -1,0 +1,38 @@
+# Two entry points: `make demo` and `make test`.  Everything they need is
+# installed into .venv by the `install` target.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed-stamp
+DEMO   ?= demo-out
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[test,gateway,stream]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/spectralearth synth $(DEMO)/archive --tiles 16 --tile-size 384 --seed 7
+	$(VENV)/bin/spectralearth index $(DEMO)/archive --catalog $(DEMO)/catalog
+	@echo
+	@echo "Demo finished. Look at:"
+	@echo "  $(DEMO)/archive            synthetic EnMAP L2A products"
+	@echo "  $(DEMO)/catalog            STAC collection + tiles.parquet (stac-geoparquet)"
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/bench_index.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis

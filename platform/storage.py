@@ -1,0 +1,135 @@
+"""Object storage: every byte the platform reads or writes goes through here.
+
+URLs are fsspec URLs (``/local/path``, ``file://...``, ``s3://bucket/key``).
+Credentials never travel in URLs or in ``storage_options`` that get persisted:
+they come from the environment (the standard AWS chain: ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, profiles, instance roles) or from fsspec/dask config.
+The only non-secret S3 setting the platform adds itself is the endpoint, read
+from ``SPECTRALEARTH_S3_ENDPOINT`` (or ``AWS_ENDPOINT_URL_S3`` /
+``AWS_ENDPOINT_URL``) so that S3-compatible stores (MinIO, Ceph, SeaweedFS) work.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+
+__all__ = [
+    "ENDPOINT_ENV",
+    "atomic_write_bytes",
+    "exists",
+    "filesystem",
+    "join",
+    "protocol_of",
+    "read_bytes",
+    "redact",
+    "resolve_storage_options",
+    "strip_protocol",
+]
+
+ENDPOINT_ENV = ("SPECTRALEARTH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+_SECRET_KEYS = re.compile(r"(secret|password|token|key|credential|session)", re.IGNORECASE)
+_NOT_SECRET = {"endpoint_url", "key_prefix", "region_name", "anon"}
+
+
+def protocol_of(url: str) -> str:
+    """Return the fsspec protocol of ``url`` ('file' for plain paths)."""
+    if "://" not in url:
+        return "file"
+    return url.split("://", 1)[0].split("::")[-1] or "file"
+
+
+def strip_protocol(url: str) -> str:
+    """Return the path part of ``url`` as its filesystem sees it."""
+    fs = fsspec.get_filesystem_class(protocol_of(url))
+    return fs._strip_protocol(url)
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path components onto a URL with '/' (also for local paths)."""
+    out = url.rstrip("/")
+    for p in parts:
+        p = str(p).strip("/")
+        if p:
+            out = f"{out}/{p}"
+    return out
+
+
+def resolve_storage_options(url: str, storage_options: Mapping[str, Any] | None = None) -> dict:
+    """Storage options for ``url``: the caller's, plus the S3 endpoint from the environment.
+
+    Secrets are never added here; s3fs/botocore find them through the standard chain.
+    """
+    opts = dict(storage_options or {})
+    if protocol_of(url) in ("s3", "s3a"):
+        endpoint = next((os.environ[k] for k in ENDPOINT_ENV if os.environ.get(k)), None)
+        client_kwargs = dict(opts.get("client_kwargs") or {})
+        if endpoint and "endpoint_url" not in client_kwargs and "endpoint_url" not in opts:
+            client_kwargs["endpoint_url"] = endpoint
+        if client_kwargs:
+            opts["client_kwargs"] = client_kwargs
+    return opts
+
+
+def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
+    """Return ``(fs, path)`` for a URL with resolved storage options."""
+    opts = resolve_storage_options(url, storage_options)
+    fs, path = fsspec.core.url_to_fs(url, **opts)
+    return fs, path
+
+
+def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """True if an object (or folder) exists at ``url``."""
+    fs, path = filesystem(url, storage_options)
+    return fs.exists(path)
+
+
+def read_bytes(url: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
+    """Read a whole object."""
+    fs, path = filesystem(url, storage_options)
+    return fs.cat_file(path)
+
+
+def atomic_write_bytes(url: str, data: bytes, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write ``data`` so that readers see either the old object or the new one, never a part.
+
+    On object stores a single PUT is atomic. On local filesystems the bytes go to a
+    temporary sibling first and are renamed into place.
+    """
+    fs, path = filesystem(url, storage_options)
+    if protocol_of(url) == "file":
+        parent = posixpath.dirname(path)
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def redact(obj: Any) -> Any:
+    """Return a copy of ``obj`` with anything that looks like a credential masked.
+
+    Use it on every mapping that may end up in logs, reports, STAC or Zarr attributes.
+    """
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(k, str) and k not in _NOT_SECRET and _SECRET_KEYS.search(k) and not isinstance(v, Mapping):
+                out[k] = "***"
+            else:
+                out[k] = redact(v)
+        return out
+    if isinstance(obj, list | tuple):
+        return type(obj)(redact(v) for v in obj)
+    return obj

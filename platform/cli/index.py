@@ -1,8 +1,88 @@
-"""`spectralearth index` (placeholder until implemented)."""
+"""``spectralearth index``: build or update the STAC tile catalog of an archive."""
 
 from __future__ import annotations
 
+import json
+import sys
+
+from spectralearth.platform.cli._common import HelpFormatter, add_storage_args, print_summary, storage_options_from_args
+
+DESCRIPTION = """\
+Index an archive of EnMAP L2A products into a STAC 1.1 tile catalog.
+
+Reads every product under ARCHIVE_URL (product folders and .ZIP deliveries, at any
+depth), parses METADATA.XML, checks SPECTRAL_IMAGE.TIF (readable, complete, band
+count as declared), derives the valid-data footprint from QL_QUALITY_CLASSES (or
+the image nodata; the XML polygon for metadata-only products), writes kerchunk
+references so xarray can open each tile lazily, and commits:
+
+  CATALOG_URL/tiles.parquet       one STAC item per tile (stac-geoparquet)
+  CATALOG_URL/collection.json     the STAC Collection (written last)
+  CATALOG_URL/quarantine.parquet  products left out: product, stage, error, message
+  CATALOG_URL/superseded.parquet  older deliveries of the same datatake/tile
+  CATALOG_URL/refs/<id>.json      kerchunk references per tile
+
+Re-running on a grown archive indexes only the new products. Bad products never
+stop the run; they are quarantined and listed in the summary.
+
+Exit status: 0 on success (also with quarantined products), 1 if --strict and
+anything was quarantined, or if the job itself failed.
+
+Examples:
+  spectralearth index ./archive --catalog ./catalog
+  spectralearth index s3://bucket/enmap --catalog s3://bucket/catalog --cluster sync
+"""
+
 
 def register(sub) -> None:
-    p = sub.add_parser("index", help="(not implemented yet)")
-    p.set_defaults(func=lambda args: 1)
+    p = sub.add_parser("index", help="STAC tile catalog of an archive (incremental)", description=DESCRIPTION, formatter_class=HelpFormatter)
+    p.add_argument("archive_url", metavar="ARCHIVE_URL", help="folder or s3:// prefix with EnMAP L2A products")
+    p.add_argument("--catalog", required=True, metavar="CATALOG_URL", help="where the catalog is written")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any product was quarantined")
+    p.add_argument("--retry-quarantined", action="store_true", help="index products again that an earlier run quarantined")
+    p.add_argument("--no-references", action="store_true", help="do not write kerchunk references")
+    p.add_argument("--cluster", choices=("local", "sync"), default="local", help="where the work runs: a local dask cluster, or in this process")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None, help="use an existing dask scheduler (overrides --cluster)")
+    p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: cores, at most 4)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_storage_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from spectralearth.catalog import IndexConfig, index_archive
+    from spectralearth.platform.cluster import ClusterSpec
+
+    if args.scheduler:
+        cluster = ClusterSpec(kind="scheduler", address=args.scheduler)
+    else:
+        cluster = ClusterSpec(kind=args.cluster, n_workers=args.workers)
+    config = IndexConfig(references=not args.no_references, retry_quarantined=args.retry_quarantined)
+    report = index_archive(
+        args.archive_url,
+        catalog_url=args.catalog,
+        storage_options=storage_options_from_args(args),
+        config=config,
+        cluster=cluster,
+        progress=not args.quiet,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_summary(
+            f"indexed {args.archive_url} -> {args.catalog}",
+            {
+                "products found": report.discovered,
+                "already indexed": report.already_indexed,
+                "newly indexed": report.indexed,
+                "quarantined (this run)": report.quarantined,
+                "superseded deliveries": report.superseded,
+                "tiles in catalog": report.tiles_total,
+                "wall time": f"{report.seconds:.1f} s ({report.products_per_s:.1f} products/s)",
+            },
+        )
+        for q in report.quarantine:
+            print(f"  QUARANTINED {q['product']} [{q['stage']}/{q['error_class']}]: {q['message']}", file=sys.stderr)
+    if args.strict and report.quarantined:
+        return 1
+    return 0

@@ -1,0 +1,141 @@
+"""Reading and writing the tile catalog files (stac-geoparquet and side tables).
+
+Every file is written whole and atomically (local: temp + rename; object stores:
+a single PUT), so a reader sees the previous catalog or the new one, never a mix
+within one file. ``collection.json`` is written last by the index job.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spectralearth.platform.storage import atomic_write_bytes, filesystem, join
+
+__all__ = [
+    "QUARANTINE_COLUMNS",
+    "SUPERSEDED_COLUMNS",
+    "TILE_COLUMNS",
+    "read_item_dicts",
+    "read_table",
+    "read_tiles",
+    "write_items",
+    "write_table",
+]
+
+TILES_FILE = "tiles.parquet"
+QUARANTINE_COLUMNS = ("product", "stage", "error_class", "message", "url", "snapshot")
+SUPERSEDED_COLUMNS = ("product", "superseded_by", "datatake", "tile", "snapshot")
+#: columns of :func:`read_tiles` besides ``geometry``
+TILE_COLUMNS = (
+    "id",
+    "datetime",
+    "proj:code",
+    "proj:shape",
+    "proj:transform",
+    "enmap:datatake_id",
+    "enmap:tile_id",
+    "enmap:processor_version",
+    "eo:cloud_cover",
+)
+
+
+def write_items(items: Sequence[Mapping[str, Any]], catalog_url: str, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write the tile items as stac-geoparquet ``tiles.parquet`` (atomically)."""
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    url = join(catalog_url, TILES_FILE)
+    with tempfile.TemporaryDirectory(prefix="spectralearth-items-") as tmp:
+        path = os.path.join(tmp, TILES_FILE)
+        if items:
+            reader = parse_stac_items_to_arrow(list(items), chunk_size=8192)
+            to_parquet(reader, path)
+        else:
+            pq.write_table(pa.table({"id": pa.array([], pa.string())}), path)
+        with open(path, "rb") as f:
+            atomic_write_bytes(url, f.read(), storage_options)
+
+
+def _read_parquet(url: str, storage_options: Mapping[str, Any] | None, columns=None) -> pa.Table | None:
+    fs, path = filesystem(url, storage_options)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as f:
+        data = f.read()
+    return pq.read_table(io.BytesIO(data), columns=columns)
+
+
+def read_item_dicts(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[dict]:
+    """All tile items of the catalog as STAC dicts, in catalog row order (empty if none)."""
+    from stac_geoparquet.arrow import stac_table_to_items
+
+    table = _read_parquet(join(catalog_url, TILES_FILE), storage_options)
+    if table is None or table.num_rows == 0:
+        return []
+    return [dict(it) for it in stac_table_to_items(table)]
+
+
+def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None, columns: Sequence[str] | None = None):
+    """The tile table: a GeoDataFrame (EPSG:4326) with one row per tile, in catalog order.
+
+    Columns: ``id``, ``geometry``, ``datetime`` (UTC), ``proj:code``, ``proj:shape``,
+    ``proj:transform``, ``enmap:datatake_id``, ``enmap:tile_id``,
+    ``enmap:processor_version``, ``eo:cloud_cover`` (plus any in ``columns``).
+    The row position is the tile's index in the catalog.
+
+    Raises:
+        FileNotFoundError: no catalog at ``catalog_url``.
+    """
+    import geopandas as gpd
+    import shapely
+
+    url = join(catalog_url, TILES_FILE)
+    fs, path = filesystem(url, storage_options)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"no tile catalog at {catalog_url} (expected {TILES_FILE}; run `spectralearth index` first)")
+    with fs.open(path, "rb") as f:
+        data = f.read()
+    pf = pq.ParquetFile(io.BytesIO(data))
+    names = set(pf.schema_arrow.names)
+    want = ["geometry", *TILE_COLUMNS, *(columns or ())]
+    table = pf.read(columns=[c for c in dict.fromkeys(want) if c in names])
+    df = table.to_pandas()
+    geoms = shapely.from_wkb(df.pop("geometry")) if "geometry" in df else None
+    gdf = gpd.GeoDataFrame(df, geometry=geoms, crs="EPSG:4326")
+    if "datetime" in gdf:
+        import pandas as pd
+
+        gdf["datetime"] = pd.to_datetime(gdf["datetime"], utc=True)
+    for col in ("enmap:datatake_id", "enmap:tile_id"):
+        if col in gdf:
+            gdf[col] = gdf[col].astype("int64")
+    return gdf.reset_index(drop=True)
+
+
+def read_table(catalog_url: str, name: str, *, storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows of a side table (``quarantine`` or ``superseded``) as dicts (empty if absent)."""
+    table = _read_parquet(join(catalog_url, f"{name}.parquet"), storage_options)
+    return [] if table is None else table.to_pylist()
+
+
+def write_table(
+    rows: Sequence[Mapping[str, Any]],
+    catalog_url: str,
+    name: str,
+    columns: Sequence[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a side table with a fixed column order (atomically)."""
+    data = {c: [r.get(c) for r in rows] for c in columns}
+    types = {c: (pa.int64() if c in ("datatake", "tile") else pa.string()) for c in columns}
+    table = pa.table({c: pa.array(v, type=types[c]) for c, v in data.items()})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    atomic_write_bytes(join(catalog_url, f"{name}.parquet"), buf.getvalue(), storage_options)

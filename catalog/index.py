@@ -1,0 +1,373 @@
+"""The index job: an archive of EnMAP L2A products -> a STAC tile catalog.
+
+``index_archive`` discovers products (folders and ZIP deliveries), indexes the new
+ones in parallel on a dask cluster (metadata, image checks, valid-data
+footprint, kerchunk references, STAC item), quarantines bad products with a
+record of what failed, resolves duplicate deliveries (newest processing version
+wins), and commits the catalog:
+
+    CATALOG/tiles.parquet        stac-geoparquet, one row per tile (the contract)
+    CATALOG/collection.json      STAC Collection (written last: the commit point)
+    CATALOG/quarantine.parquet   product, stage, error_class, message, url, snapshot
+    CATALOG/superseded.parquet   product, superseded_by, datatake, tile, snapshot
+    CATALOG/refs/<id>.json       kerchunk references per tile (when it has pixels)
+    CATALOG/index-report.json    the last run's report
+
+Row order is stable across runs: existing rows keep their order, new tiles are
+appended sorted by id; a tile superseded by a newer delivery is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from spectralearth.catalog.catalogio import (
+    QUARANTINE_COLUMNS,
+    SUPERSEDED_COLUMNS,
+    read_item_dicts,
+    read_table,
+    write_items,
+    write_table,
+)
+from spectralearth.catalog.errors import ProductError
+from spectralearth.catalog.items import create_collection, create_item_dict
+from spectralearth.platform.cluster import ClusterSpec, cluster_client
+from spectralearth.platform.storage import atomic_write_bytes, join
+
+__all__ = ["IndexConfig", "IndexReport", "QuarantineRecord", "index_archive", "index_product"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Options of the index job."""
+
+    simplify_px: float = 1.0
+    """Footprint simplification tolerance in pixels."""
+    references: bool = True
+    """Write kerchunk references for tiles with pixels."""
+    retry_quarantined: bool = False
+    """Index products again that an earlier run quarantined."""
+    batch_size: int | None = None
+    """Products per dask task (default: chosen from the archive size)."""
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    """Why a product was left out of the catalog."""
+
+    product: str
+    """Product id (stem) or the path that could not be read as a product."""
+    stage: str
+    """Where it failed: discover, metadata, image, footprint, references, item."""
+    error_class: str
+    """Exception class name."""
+    message: str
+    """Human-readable reason naming the product and the key at fault."""
+    url: str
+    """Where the product lives."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    product: str
+    item: dict | None = None
+    quarantine: QuarantineRecord | None = None
+
+
+@dataclass
+class IndexReport:
+    """What an index run did."""
+
+    archive_url: str
+    catalog_url: str
+    snapshot: str
+    discovered: int = 0
+    already_indexed: int = 0
+    indexed: int = 0
+    quarantined: int = 0
+    quarantined_total: int = 0
+    superseded: int = 0
+    tiles_total: int = 0
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    quarantine: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def products_per_s(self) -> float:
+        return self.indexed / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["products_per_s"] = round(self.products_per_s, 2)
+        return d
+
+
+def _derived_grid(metadata, footprint) -> dict[str, Any] | None:
+    """Grid of a footprint-only product: the 30 m grid (centres on multiples of 30 m) around its footprint."""
+    epsg = footprint.epsg or metadata.epsg
+    if not epsg or footprint.utm is None:
+        return None
+    px = float(metadata.pixel_size or 30.0)
+    half = px / 2
+    minx, miny, maxx, maxy = footprint.utm.bounds
+    x0 = math.floor((minx - half) / px) * px + half
+    y1 = math.ceil((maxy - half) / px) * px + half
+    x1 = math.ceil((maxx - half) / px) * px + half
+    y0 = math.floor((miny - half) / px) * px + half
+    width, height = int(round((x1 - x0) / px)), int(round((y1 - y0) / px))
+    return {"epsg": int(epsg), "transform": [px, 0.0, x0, 0.0, -px, y1], "shape": [height, width]}
+
+
+def index_product(
+    source,
+    *,
+    catalog_url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    config: IndexConfig = IndexConfig(),
+) -> _Outcome:
+    """Index one product; never raises for a bad product (returns a quarantine record)."""
+    from spectralearth.catalog.enmap import check_image, read_metadata, valid_footprint
+    from spectralearth.catalog.refs import tiff_references
+
+    stage = "metadata"
+    try:
+        metadata = read_metadata(source, storage_options=storage_options)
+        grid = None
+        image_url = source.file("SPECTRAL_IMAGE.TIF")
+        if image_url:
+            stage = "image"
+            info = check_image(source, metadata, storage_options=storage_options)
+            grid = {"epsg": int(info.epsg), "transform": list(info.transform)[:6], "shape": list(info.shape)[-2:]}
+        stage = "footprint"
+        footprint = valid_footprint(source, metadata, storage_options=storage_options, simplify_px=config.simplify_px)
+        if grid is None:
+            grid = _derived_grid(metadata, footprint)
+        refs_href = None
+        if image_url and config.references:
+            stage = "references"
+            refs = tiff_references(
+                image_url,
+                product=source.product_id,
+                wavelengths_nm=[b.wavelength_nm for b in metadata.bands],
+                fwhm_nm=[b.fwhm_nm for b in metadata.bands],
+                epsg=grid["epsg"],
+                transform=grid["transform"],
+                storage_options=storage_options,
+            )
+            refs_href = join(catalog_url, "refs", f"{source.product_id}.json")
+            atomic_write_bytes(refs_href, json.dumps(refs).encode(), storage_options)
+        stage = "item"
+        item = create_item_dict(
+            metadata,
+            footprint,
+            files=dict(source.files),
+            grid=grid,
+            references_href=refs_href,
+            delivery=source.delivery,
+        )
+        return _Outcome(source.product_id, item=item)
+    except ProductError as exc:
+        rec = QuarantineRecord(source.product_id, exc.stage or stage, type(exc).__name__, str(exc), source.url)
+    except Exception as exc:  # one bad tile never takes the good ones down
+        log.debug("unexpected error indexing %s:\n%s", source.product_id, traceback.format_exc())
+        rec = QuarantineRecord(source.product_id, stage, type(exc).__name__, f"{source.product_id}: {exc}", source.url)
+    return _Outcome(source.product_id, quarantine=rec)
+
+
+def _index_batch(sources, catalog_url, storage_options, config) -> list[_Outcome]:
+    return [index_product(s, catalog_url=catalog_url, storage_options=storage_options, config=config) for s in sources]
+
+
+def _run_batches(
+    sources: Sequence,
+    *,
+    catalog_url: str,
+    storage_options: Mapping[str, Any] | None,
+    config: IndexConfig,
+    cluster: ClusterSpec,
+    progress: Callable[[int], None] | None,
+) -> list[_Outcome]:
+    if not sources:
+        return []
+    outcomes: list[_Outcome] = []
+    if cluster.kind == "sync":
+        for s in sources:
+            outcomes.append(index_product(s, catalog_url=catalog_url, storage_options=storage_options, config=config))
+            if progress:
+                progress(1)
+        return outcomes
+    from distributed import as_completed
+
+    with cluster_client(cluster) as client:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
+        size = config.batch_size or max(1, min(200, math.ceil(len(sources) / (n_workers * 8))))
+        batches = [list(sources[i : i + size]) for i in range(0, len(sources), size)]
+        futures = client.map(
+            _index_batch,
+            batches,
+            catalog_url=catalog_url,
+            storage_options=dict(storage_options or {}),
+            config=config,
+            key=[f"index-batch-{i}-{uuid.uuid4().hex[:8]}" for i in range(len(batches))],
+        )
+        for fut in as_completed(futures):
+            res = fut.result()
+            outcomes.extend(res)
+            if progress:
+                progress(len(res))
+            fut.release()
+    return outcomes
+
+
+def _version_key(product_id: str):
+    from spectralearth.catalog.enmap import ProductName
+
+    return ProductName.parse(product_id).version_key
+
+
+def _tile_key(item: Mapping[str, Any]) -> tuple[int, int]:
+    p = item["properties"]
+    return int(p["enmap:datatake_id"]), int(p["enmap:tile_id"])
+
+
+def resolve_duplicates(items: Iterable[dict]) -> tuple[list[dict], list[dict[str, Any]]]:
+    """Keep the newest delivery of each (datatake, tile); return (kept, superseded records)."""
+    best: dict[tuple[int, int], dict] = {}
+    for it in items:
+        key = _tile_key(it)
+        cur = best.get(key)
+        if cur is None or _version_key(it["id"]) > _version_key(cur["id"]):
+            best[key] = it
+    kept_ids = {it["id"] for it in best.values()}
+    kept, superseded = [], []
+    for it in items:
+        if it["id"] in kept_ids:
+            kept.append(it)
+        else:
+            winner = best[_tile_key(it)]["id"]
+            dt, tile = _tile_key(it)
+            superseded.append({"product": it["id"], "superseded_by": winner, "datatake": dt, "tile": tile})
+    return kept, superseded
+
+
+def index_archive(
+    archive_url: str,
+    *,
+    catalog_url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    config: IndexConfig = IndexConfig(),
+    cluster: ClusterSpec = ClusterSpec(),
+    progress: bool = False,
+) -> IndexReport:
+    """Index an archive into the STAC tile catalog at ``catalog_url`` (incrementally).
+
+    Args:
+        archive_url: folder or bucket prefix holding EnMAP L2A products (folders or .ZIP).
+        catalog_url: where the catalog lives (created if missing).
+        storage_options: fsspec options for both URLs (no secrets; see ``spectralearth.platform.storage``).
+        config: job options.
+        cluster: where the per-product work runs.
+        progress: show a progress bar.
+
+    Returns:
+        An :class:`IndexReport`; bad products are in ``report.quarantine``, never raised.
+    """
+    from spectralearth.catalog.enmap import discover_products
+
+    t0 = time.perf_counter()
+    snapshot = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    report = IndexReport(archive_url=archive_url, catalog_url=catalog_url, snapshot=snapshot)
+
+    t = time.perf_counter()
+    discovery = discover_products(archive_url, storage_options=storage_options)
+    report.stages["discover"] = time.perf_counter() - t
+    report.discovered = len(discovery.sources)
+
+    t = time.perf_counter()
+    existing = read_item_dicts(catalog_url, storage_options=storage_options)
+    old_quarantine = read_table(catalog_url, "quarantine", storage_options=storage_options)
+    old_superseded = read_table(catalog_url, "superseded", storage_options=storage_options)
+    known = {it["id"] for it in existing}
+    known |= {r["product"] for r in old_superseded}
+    if not config.retry_quarantined:
+        known |= {r["product"] for r in old_quarantine}
+    else:
+        old_quarantine = []
+    todo = [s for s in discovery.sources if s.product_id not in known]
+    report.already_indexed = len(discovery.sources) - len(todo)
+    report.stages["load_catalog"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), unit="product", desc="index", dynamic_ncols=True)
+    try:
+        outcomes = _run_batches(
+            todo,
+            catalog_url=catalog_url,
+            storage_options=storage_options,
+            config=config,
+            cluster=cluster,
+            progress=bar.update if bar else None,
+        )
+    finally:
+        if bar:
+            bar.close()
+    report.stages["index"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    new_quarantine = [
+        QuarantineRecord(p.product, p.stage, type(p).__name__, str(p), getattr(p, "key", None) or "")
+        for p in discovery.problems
+    ]
+    new_items = []
+    for o in sorted(outcomes, key=lambda o: o.product):
+        if o.item is not None:
+            new_items.append(o.item)
+        elif o.quarantine is not None:
+            new_quarantine.append(o.quarantine)
+    # discovery problems may repeat on every run: keep one record per product
+    seen_q = {r["product"] for r in old_quarantine}
+    quarantine_rows = list(old_quarantine) + [
+        {**asdict(q), "snapshot": snapshot} for q in new_quarantine if q.product not in seen_q
+    ]
+    kept, superseded = resolve_duplicates(existing + new_items)
+    superseded_rows = list(old_superseded) + [{**s, "snapshot": snapshot} for s in superseded]
+
+    write_items(kept, catalog_url, storage_options=storage_options)
+    write_table(quarantine_rows, catalog_url, "quarantine", QUARANTINE_COLUMNS, storage_options=storage_options)
+    write_table(superseded_rows, catalog_url, "superseded", SUPERSEDED_COLUMNS, storage_options=storage_options)
+    collection = create_collection(
+        kept,
+        items_href="./tiles.parquet",
+        extra_assets={
+            "quarantine": {"href": "./quarantine.parquet", "type": "application/vnd.apache.parquet", "roles": ["metadata"], "title": "Quarantined products"},
+            "superseded": {"href": "./superseded.parquet", "type": "application/vnd.apache.parquet", "roles": ["metadata"], "title": "Superseded deliveries"},
+        },
+        summaries={"spectralearth:snapshot": [snapshot], "spectralearth:tiles": [len(kept)]},
+    )
+    report.stages["commit"] = time.perf_counter() - t
+    report.indexed = len(new_items)
+    report.quarantined = len(new_quarantine)
+    report.quarantined_total = len(quarantine_rows)
+    report.superseded = len(superseded)
+    report.tiles_total = len(kept)
+    report.quarantine = [{**asdict(q)} for q in new_quarantine]
+    report.seconds = time.perf_counter() - t0
+    atomic_write_bytes(join(catalog_url, "index-report.json"), json.dumps(report.to_dict(), indent=2).encode(), storage_options)
+    # the collection is the commit point: written last
+    atomic_write_bytes(join(catalog_url, "collection.json"), json.dumps(collection, indent=2).encode(), storage_options)
+    return report

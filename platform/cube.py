@@ -1,0 +1,220 @@
+"""The patch cube: a Zarr v3 group readable with plain ``zarr`` / ``xarray.open_zarr``.
+
+Contract (format version :data:`FORMAT_VERSION`):
+
+========================  ===================  =========  =============================================
+array                     dims                 dtype      meaning
+========================  ===================  =========  =============================================
+``reflectance``           (view, band, y, x)   int16      reflectance x 1e4, nodata -32768; 1 chunk = 1 view
+``view_patch``            (view)               int64      patch (location) of each view; contiguous per patch
+``view_time``             (view)               datetime64 acquisition start of the source tile
+``view_tile``             (view)               int32      row of the source tile in the tile catalog
+``patch_view_start``      (patch)              int64      CSR index: first view of the patch
+``patch_view_count``      (patch)              int16      CSR index: number of views of the patch
+``patch_crs``             (patch)              int32      EPSG code of the patch grid
+``patch_x0``/``patch_y0`` (patch)              float64    upper-left corner in ``patch_crs``
+``patch_lon``/``patch_lat`` (patch)            float64    centre in WGS84
+``wavelength``/``fwhm``   (band)               float32    nm
+``band_mean``/``band_std`` (band)              float32    statistics over valid pixels
+========================  ===================  =========  =============================================
+
+Commit protocol: arrays are created under the cube URL *without* the root group
+``zarr.json``; chunks and index arrays are written; the root group metadata (with
+the attributes and consolidated metadata) is written last. Until then
+``zarr.open_group`` / ``xarray.open_zarr`` find no cube: readers never see a
+half-written one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from spectralearth.platform.storage import filesystem, join, resolve_storage_options
+
+__all__ = [
+    "FORMAT_VERSION",
+    "NODATA",
+    "CubeSpec",
+    "CubeNotCommittedError",
+    "commit_cube",
+    "create_cube_arrays",
+    "cube_checksums",
+    "open_cube",
+    "open_store",
+    "view_chunk_key",
+    "write_index_array",
+]
+
+FORMAT_VERSION = "1.0"
+NODATA = -32768
+VIEW_INDEX_CHUNK = 65536
+
+
+class CubeNotCommittedError(FileNotFoundError):
+    """No committed cube at the URL (absent, or still being written)."""
+
+
+@dataclass(frozen=True)
+class CubeSpec:
+    """Shape and encoding of a cube."""
+
+    n_views: int
+    """Number of views (acquisitions of patches)."""
+    n_patches: int
+    """Number of patches (locations)."""
+    wavelength_nm: tuple[float, ...]
+    """Centre wavelength of each stored band."""
+    fwhm_nm: tuple[float, ...]
+    """FWHM of each stored band."""
+    band_numbers: tuple[int, ...]
+    """1-based L2A band number of each stored band."""
+    patch_px: int = 128
+    """Patch side in pixels."""
+    clevel: int = 5
+    """blosc zstd compression level."""
+    shard_views: int | None = None
+    """Views per shard (None: unsharded, one object per view)."""
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.band_numbers)
+
+
+def open_store(url: str, *, storage_options: Mapping[str, Any] | None = None, read_only: bool = False):
+    """A zarr store for a cube URL (local path or any fsspec URL)."""
+    from zarr.storage import FsspecStore, LocalStore
+
+    fs, path = filesystem(url, storage_options)
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if "file" in protocols or "local" in protocols:
+        return LocalStore(path, read_only=read_only)
+    opts = resolve_storage_options(url, storage_options)
+    return FsspecStore.from_url(url, storage_options=opts, read_only=read_only)
+
+
+def _codecs(spec: CubeSpec):
+    import zarr
+
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=spec.clevel, shuffle="shuffle", typesize=2)
+
+
+def create_cube_arrays(url: str, spec: CubeSpec, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Create every array of the cube (metadata only, no root group: not yet visible to readers)."""
+    import zarr
+
+    def arr(name: str, shape, dtype, chunks, dims, fill, compressors="auto", attrs=None, shards=None):
+        zarr.create_array(
+            store=open_store(join(url, name), storage_options=storage_options),
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            shards=shards,
+            fill_value=fill,
+            compressors=compressors,
+            dimension_names=dims,
+            attributes=attrs or {},
+            overwrite=True,
+        )
+
+    nv, npch, nb, px = spec.n_views, spec.n_patches, spec.n_bands, spec.patch_px
+    shards = (spec.shard_views, nb, px, px) if spec.shard_views else None
+    arr(
+        "reflectance",
+        (nv, nb, px, px),
+        "int16",
+        (1, nb, px, px),
+        ["view", "band", "y", "x"],
+        NODATA,
+        compressors=_codecs(spec),
+        attrs={"scale_factor": 1e-4, "add_offset": 0.0, "_FillValue": NODATA, "units": "1", "long_name": "surface reflectance"},
+        shards=shards,
+    )
+    vc = max(1, min(VIEW_INDEX_CHUNK, nv))
+    pc = max(1, min(VIEW_INDEX_CHUNK, npch))
+    arr("view_patch", (nv,), "int64", (vc,), ["view"], -1)
+    arr("view_time", (nv,), "int64", (vc,), ["view"], 0, attrs={"units": "microseconds since 1970-01-01", "calendar": "proleptic_gregorian"})
+    arr("view_tile", (nv,), "int32", (vc,), ["view"], -1)
+    arr("patch_view_start", (npch,), "int64", (pc,), ["patch"], -1)
+    arr("patch_view_count", (npch,), "int16", (pc,), ["patch"], 0)
+    arr("patch_crs", (npch,), "int32", (pc,), ["patch"], 0)
+    arr("patch_x0", (npch,), "float64", (pc,), ["patch"], np.nan, attrs={"units": "m"})
+    arr("patch_y0", (npch,), "float64", (pc,), ["patch"], np.nan, attrs={"units": "m"})
+    arr("patch_lon", (npch,), "float64", (pc,), ["patch"], np.nan, attrs={"units": "degrees_east"})
+    arr("patch_lat", (npch,), "float64", (pc,), ["patch"], np.nan, attrs={"units": "degrees_north"})
+    arr("band", (nb,), "int16", (nb,), ["band"], 0, attrs={"long_name": "L2A band number (1-based)"})
+    arr("wavelength", (nb,), "float32", (nb,), ["band"], np.nan, attrs={"units": "nm"})
+    arr("fwhm", (nb,), "float32", (nb,), ["band"], np.nan, attrs={"units": "nm"})
+    arr("band_mean", (nb,), "float32", (nb,), ["band"], np.nan, attrs={"units": "reflectance x 1e4"})
+    arr("band_std", (nb,), "float32", (nb,), ["band"], np.nan, attrs={"units": "reflectance x 1e4"})
+    _write_small(url, "band", np.asarray(spec.band_numbers, "int16"), storage_options)
+    _write_small(url, "wavelength", np.asarray(spec.wavelength_nm, "float32"), storage_options)
+    _write_small(url, "fwhm", np.asarray(spec.fwhm_nm, "float32"), storage_options)
+
+
+def _write_small(url: str, name: str, values: np.ndarray, storage_options) -> None:
+    import zarr
+
+    a = zarr.open_array(open_store(join(url, name), storage_options=storage_options), mode="r+")
+    a[...] = values
+
+
+def write_index_array(url: str, name: str, values: np.ndarray, *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Write a whole 1-D index array (view_* / patch_* / band_*) of an uncommitted cube."""
+    if name == "view_time" and np.issubdtype(np.asarray(values).dtype, np.datetime64):
+        values = np.asarray(values, "datetime64[us]").astype("int64")
+    _write_small(url, name, np.asarray(values), storage_options)
+
+
+def commit_cube(url: str, attrs: Mapping[str, Any], *, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Make the cube visible: write the root group metadata (with consolidated metadata) last."""
+    import zarr
+
+    from spectralearth.platform.storage import redact
+
+    attributes = {"spectralearth:format_version": FORMAT_VERSION, **redact(dict(attrs))}
+    json.dumps(attributes)  # must be plain JSON
+    import warnings
+
+    store = open_store(url, storage_options=storage_options)
+    zarr.create_group(store=store, attributes=attributes, overwrite=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(store)
+
+
+def open_cube(url: str, *, storage_options: Mapping[str, Any] | None = None):
+    """Open a committed cube read-only as a ``zarr.Group``.
+
+    Raises:
+        CubeNotCommittedError: nothing committed at ``url`` (absent or still being written).
+    """
+    import zarr
+    from zarr.errors import GroupNotFoundError
+
+    try:
+        return zarr.open_group(open_store(url, storage_options=storage_options, read_only=True), mode="r")
+    except (GroupNotFoundError, FileNotFoundError) as exc:
+        raise CubeNotCommittedError(f"no committed cube at {url} (absent, or a build has not finished)") from exc
+
+
+def view_chunk_key(view: int) -> str:
+    """Object key (relative to the cube) of one view's chunk (unsharded cubes)."""
+    return f"reflectance/c/{int(view)}/0/0/0"
+
+
+def cube_checksums(url: str, *, storage_options: Mapping[str, Any] | None = None, prefix: str = "") -> dict[str, str]:
+    """SHA-256 of every object of the cube (keys relative to the cube URL), for identity checks."""
+    fs, root = filesystem(url, storage_options)
+    out = {}
+    for path in sorted(fs.find(root)):
+        rel = path[len(root.rstrip("/")) + 1 :]
+        if prefix and not rel.startswith(prefix):
+            continue
+        out[rel] = hashlib.sha256(fs.cat_file(path)).hexdigest()
+    return out

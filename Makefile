@@ -22,11 +22,14 @@ install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/spectralearth synth $(DEMO)/archive --tiles 16 --tile-size 384 --seed 7
-	$(VENV)/bin/spectralearth index $(DEMO)/archive --catalog $(DEMO)/catalog
+	$(VENV)/bin/spectralearth build $(DEMO)/archive --out $(DEMO) --workers 2
 	@echo
 	@echo "Demo finished. Look at:"
-	@echo "  $(DEMO)/archive            synthetic EnMAP L2A products"
-	@echo "  $(DEMO)/catalog            STAC collection + tiles.parquet (stac-geoparquet)"
+	@echo "  $(DEMO)/archive                 synthetic EnMAP L2A products"
+	@echo "  $(DEMO)/catalog                 STAC collection + tiles.parquet, overlap graph, combinations"
+	@echo "  $(DEMO)/catalog/patches.parquet the patch plan (views.parquet beside it, plan-report.json)"
+	@echo "  $(DEMO)/cube.zarr               the patch cube: python -c \"import xarray; print(xarray.open_zarr('$(DEMO)/cube.zarr'))\""
+	@echo "  $(DEMO)/build-report.json       counts per stage, quarantined products, timings"
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -138,7 +138,7 @@ def index_product(
 ) -> _Outcome:
     """Index one product; never raises for a bad product (returns a quarantine record)."""
     from spectralearth.catalog.enmap import check_image, read_metadata, valid_footprint
-    from spectralearth.catalog.refs import tiff_references
+    from spectralearth.catalog.refs import ReferenceError_, tiff_references
 
     stage = "metadata"
     try:
@@ -154,19 +154,25 @@ def index_product(
         if grid is None:
             grid = _derived_grid(metadata, footprint)
         refs_href = None
+        extra: dict[str, Any] = {}
         if image_url and config.references:
             stage = "references"
-            refs = tiff_references(
+            try:
+                refs = tiff_references(
                 image_url,
                 product=source.product_id,
                 wavelengths_nm=[b.wavelength_nm for b in metadata.bands],
                 fwhm_nm=[b.fwhm_nm for b in metadata.bands],
-                epsg=grid["epsg"],
-                transform=grid["transform"],
-                storage_options=storage_options,
-            )
-            refs_href = join(catalog_url, "refs", f"{source.product_id}.json")
-            atomic_write_bytes(refs_href, json.dumps(refs).encode(), storage_options)
+                    epsg=grid["epsg"],
+                    transform=grid["transform"],
+                    storage_options=storage_options,
+                )
+            except ReferenceError_ as exc:
+                # e.g. a deflated ZIP member: the tile is fine, it just cannot be referenced in place
+                extra["enmap:references_unavailable"] = str(exc)
+            else:
+                refs_href = join(catalog_url, "refs", f"{source.product_id}.json")
+                atomic_write_bytes(refs_href, json.dumps(refs).encode(), storage_options)
         stage = "item"
         item = create_item_dict(
             metadata,
@@ -175,10 +181,12 @@ def index_product(
             grid=grid,
             references_href=refs_href,
             delivery=source.delivery,
+            extra_properties=extra,
         )
         return _Outcome(source.product_id, item=item)
     except ProductError as exc:
-        rec = QuarantineRecord(source.product_id, exc.stage or stage, type(exc).__name__, str(exc), source.url)
+        # the stage the job was in is more precise than the error class's default stage
+        rec = QuarantineRecord(source.product_id, stage, type(exc).__name__, str(exc), source.url)
     except Exception as exc:  # one bad tile never takes the good ones down
         log.debug("unexpected error indexing %s:\n%s", source.product_id, traceback.format_exc())
         rec = QuarantineRecord(source.product_id, stage, type(exc).__name__, f"{source.product_id}: {exc}", source.url)

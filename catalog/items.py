@@ -166,7 +166,7 @@ def create_item_dict(
         "geometry": shapely.geometry.mapping(geom),
         "bbox": [float(v) for v in bbox],
         "properties": props,
-        "links": [],
+        "links": [{"rel": "collection", "href": "./collection.json", "type": "application/json"}],
         "assets": assets,
     }
 

@@ -134,7 +134,9 @@ def tiff_references(
     else:
         from kerchunk.tiff import tiff_to_zarr
 
-        raw = tiff_to_zarr(tiff_url, remote_options=dict(storage_options or {}))
+        from spectralearth.platform.storage import resolve_storage_options
+
+        raw = tiff_to_zarr(tiff_url, remote_options=resolve_storage_options(tiff_url, storage_options))
     zarray = json.loads(raw[".zarray"])
     tattrs = json.loads(raw.get(".zattrs", "{}"))
     dims_in = tattrs.get("_ARRAY_DIMENSIONS", [])

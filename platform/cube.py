@@ -48,6 +48,7 @@ __all__ = [
     "open_cube",
     "open_store",
     "view_chunk_key",
+    "write_cube",
     "write_index_array",
 ]
 
@@ -218,3 +219,86 @@ def cube_checksums(url: str, *, storage_options: Mapping[str, Any] | None = None
             continue
         out[rel] = hashlib.sha256(fs.cat_file(path)).hexdigest()
     return out
+
+
+def write_cube(
+    url: str,
+    views,
+    *,
+    spec: CubeSpec,
+    view_patch: np.ndarray,
+    view_time: np.ndarray,
+    view_tile: np.ndarray | None = None,
+    patch_crs: np.ndarray | None = None,
+    patch_x0: np.ndarray | None = None,
+    patch_y0: np.ndarray | None = None,
+    patch_lon: np.ndarray | None = None,
+    patch_lat: np.ndarray | None = None,
+    band_mean: np.ndarray | None = None,
+    band_std: np.ndarray | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Write and commit a whole cube in one call (small cubes: tests, benchmarks, examples).
+
+    Args:
+        url: where the cube goes (nothing committed there yet).
+        views: ``(n_views, bands, px, px)`` int16 array, or a callable ``view -> (bands, px, px)``.
+        spec: shape and encoding.
+        view_patch: patch of each view (non-decreasing: a patch's views are contiguous).
+        view_time: acquisition time of each view (datetime64).
+        view_tile, patch_crs, patch_x0, patch_y0, patch_lon, patch_lat: index arrays
+            (placeholders when None: tile -1, EPSG 0, NaN coordinates).
+        band_mean, band_std: per-band statistics; computed from the valid pixels when None.
+        attrs: extra group attributes.
+        storage_options: fsspec options (no secrets).
+    """
+    import zarr
+
+    view_patch = np.asarray(view_patch, np.int64)
+    if view_patch.shape != (spec.n_views,) or np.any(np.diff(view_patch) < 0):
+        raise ValueError("view_patch must have one non-decreasing entry per view")
+    if view_patch.size and (view_patch[0] < 0 or view_patch[-1] >= spec.n_patches):
+        raise ValueError(f"view_patch must lie within [0, {spec.n_patches})")
+    counts = np.bincount(view_patch, minlength=spec.n_patches)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    create_cube_arrays(url, spec, storage_options=storage_options)
+    refl = zarr.open_array(open_store(join(url, "reflectance"), storage_options=storage_options), mode="r+")
+    shape = (spec.n_bands, spec.patch_px, spec.patch_px)
+    total = np.zeros(spec.n_bands)
+    total2 = np.zeros(spec.n_bands)
+    n_valid = np.zeros(spec.n_bands)
+    for v in range(spec.n_views):
+        view = np.asarray(views[v] if isinstance(views, np.ndarray) else views(v), dtype=np.int16)
+        if view.shape != shape:
+            raise ValueError(f"view {v} has shape {view.shape}, expected {shape}")
+        refl[v] = view
+        if band_mean is None or band_std is None:
+            flat = view.reshape(spec.n_bands, -1).astype(np.float64)
+            ok = flat != NODATA
+            total += np.where(ok, flat, 0.0).sum(axis=1)
+            total2 += np.where(ok, flat * flat, 0.0).sum(axis=1)
+            n_valid += ok.sum(axis=1)
+    if band_mean is None or band_std is None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / n_valid
+            std = np.sqrt(np.maximum(total2 / n_valid - mean * mean, 0.0))
+        band_mean = mean if band_mean is None else band_mean
+        band_std = std if band_std is None else band_std
+    npch = spec.n_patches
+    index = {
+        "view_patch": view_patch,
+        "view_time": np.asarray(view_time, "datetime64[us]"),
+        "view_tile": np.full(spec.n_views, -1, np.int32) if view_tile is None else np.asarray(view_tile, np.int32),
+        "patch_view_start": starts,
+        "patch_view_count": counts.astype(np.int16),
+        "patch_crs": np.zeros(npch, np.int32) if patch_crs is None else np.asarray(patch_crs, np.int32),
+        "band_mean": np.asarray(band_mean, np.float32),
+        "band_std": np.asarray(band_std, np.float32),
+    }
+    for name, values in (("patch_x0", patch_x0), ("patch_y0", patch_y0), ("patch_lon", patch_lon), ("patch_lat", patch_lat)):
+        index[name] = np.full(npch, np.nan) if values is None else np.asarray(values, np.float64)
+    for name, values in index.items():
+        write_index_array(url, name, values, storage_options=storage_options)
+    commit_cube(url, {"patch_size": spec.patch_px, "band_numbers": list(spec.band_numbers), **dict(attrs or {})},
+                storage_options=storage_options)

@@ -23,6 +23,7 @@ import fsspec
 __all__ = [
     "ENDPOINT_ENV",
     "atomic_write_bytes",
+    "chained_options",
     "exists",
     "filesystem",
     "join",
@@ -77,10 +78,20 @@ def resolve_storage_options(url: str, storage_options: Mapping[str, Any] | None 
     return opts
 
 
+def chained_options(url: str, storage_options: Mapping[str, Any] | None = None) -> dict:
+    """fsspec options for ``url``; for chained URLs (``zip://member::s3://...``) keyed by the inner protocol."""
+    if "::" not in url:
+        return resolve_storage_options(url, storage_options)
+    inner = url.split("::", 1)[1]
+    opts = chained_options(inner, storage_options)
+    if not opts:
+        return {}
+    return opts if "::" in inner else {protocol_of(inner): opts}
+
+
 def filesystem(url: str, storage_options: Mapping[str, Any] | None = None):
-    """Return ``(fs, path)`` for a URL with resolved storage options."""
-    opts = resolve_storage_options(url, storage_options)
-    fs, path = fsspec.core.url_to_fs(url, **opts)
+    """Return ``(fs, path)`` for a URL (also chained, e.g. ZIP members) with resolved storage options."""
+    fs, path = fsspec.core.url_to_fs(url, **chained_options(url, storage_options))
     return fs, path
 
 

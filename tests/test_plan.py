@@ -1,0 +1,132 @@
+"""The patch plan: grid alignment, containment, no overlap, determinism, view policy, QL filters."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import pytest
+import shapely
+
+from spectralearth.catalog.synth import SynthConfig, plan_archive, synthesize_archive
+from spectralearth.pipelines.combinations import combinations
+from spectralearth.pipelines.overlaps import overlap_edges
+from spectralearth.pipelines.plan import PlanParams, filter_views, place_patches, select_views
+from spectralearth.platform.cluster import ClusterSpec
+
+SIDE = 128 * 30.0
+
+
+def _table(config: SynthConfig) -> gpd.GeoDataFrame:
+    """A tile table straight from the synthetic plan (swath footprints, no pixels)."""
+    specs = plan_archive(config)
+    return gpd.GeoDataFrame(
+        {
+            "id": [s.stem for s in specs],
+            "enmap:datatake_id": [s.datatake for s in specs],
+            "enmap:tile_id": [s.tile for s in specs],
+            "proj:code": [f"EPSG:{s.epsg}" for s in specs],
+            "proj:transform": [list(s.transform) for s in specs],
+            "proj:shape": [[s.height, s.width] for s in specs],
+            "datetime": pd.to_datetime([s.start for s in specs], utc=True),
+        },
+        geometry=[shapely.Polygon(s.footprint_lonlat) for s in specs],
+        crs=4326,
+    )
+
+
+@pytest.fixture(scope="module")
+def table():
+    tiles = _table(SynthConfig(tiles=120, tile_size=512, seed=3))
+    combos = combinations(tiles, overlap_edges(tiles))
+    return tiles, combos
+
+
+def _utm(geom, epsg: int):
+    tr = pyproj.Transformer.from_crs(4326, int(epsg), always_xy=True)
+    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+def test_windows_are_aligned_inside_and_disjoint(table):
+    tiles, combos = table
+    patches, counts = place_patches(tiles, combos)
+    assert counts["placed"] == len(patches) > 20
+    assert (patches["x0"] % 30 == 15).all() and (patches["y0"] % 30 == 15).all()
+    assert patches["priority"].max() >= 3
+    combo_rows = patches[patches["combination"] >= 0]
+    assert (np.diff(combo_rows["priority"].to_numpy()) <= 0).all(), "higher-n combinations are placed first"
+    for p in patches.itertuples():
+        box = shapely.box(p.x0, p.y0 - SIDE, p.x0 + SIDE, p.y0)
+        for m in p.members:
+            assert _utm(tiles.geometry.iat[m], p.crs).contains(box)
+    for epsg, g in patches.groupby("crs"):
+        x, y = g["x0"].to_numpy(), g["y0"].to_numpy()
+        boxes = shapely.box(x, y - SIDE, x + SIDE, y)
+        a, b = shapely.STRtree(boxes).query(boxes, predicate="intersects")
+        pairs = a < b
+        assert np.all(shapely.area(shapely.intersection(boxes[a[pairs]], boxes[b[pairs]])) < 1e-6)
+
+
+def test_placement_is_deterministic_and_overlap_is_configurable(table):
+    tiles, combos = table
+    first, _ = place_patches(tiles, combos)
+    shuffled = combos.sample(frac=1.0, random_state=7)
+    second, _ = place_patches(tiles, shuffled.reset_index(drop=True))
+    cols = ["crs", "x0", "y0", "priority"]
+    pd.testing.assert_frame_equal(first[cols], second[cols])
+    loose, _ = place_patches(tiles, combos, PlanParams(max_overlap=0.5))
+    assert len(loose) > len(first)
+
+
+def test_views_policy(table):
+    tiles, combos = table
+    patches, _ = place_patches(tiles, combos)
+    wide = select_views(patches, tiles, PlanParams())
+    narrow = select_views(patches, tiles, PlanParams(wide_views=False))
+    assert len(wide) >= len(narrow) and narrow["member"].all()
+    assert not wide.duplicated(["patch", "datatake"]).any()
+    by_patch = patches.set_index("patch")
+    for v in wide.itertuples():
+        p = by_patch.loc[v.patch]
+        assert tiles["proj:code"].iat[v.tile] == f"EPSG:{p.crs}"
+        assert _utm(tiles.geometry.iat[v.tile], p.crs).contains(shapely.box(p.x0, p.y0 - SIDE, p.x0 + SIDE, p.y0))
+        t = tiles["proj:transform"].iat[v.tile]
+        assert v.col0 == (p.x0 - t[2]) / 30 and v.row0 == (t[5] - p.y0) / 30
+    # every member of a combination patch views it (distinct datatakes by construction)
+    got = set(zip(narrow["patch"], narrow["tile"]))
+    for p in patches.itertuples():
+        assert all((p.patch, m) in got for m in p.members)
+
+
+def test_quality_filters_match_the_masks(tmp_path_factory):
+    """Removed views really exceed a threshold in their QL mask; kept ones do not."""
+    from rasterio.windows import Window
+
+    from spectralearth.catalog import index_archive, read_item_dicts, read_tiles
+    from spectralearth.pipelines.plan import MASKS, tile_source
+
+    config = SynthConfig(tiles=10, tile_size=224, seed=4, zip_fraction=0.3, zip_deflate=False)
+    root = tmp_path_factory.getbasetemp() / f"synth-{config.tiles}-{config.tile_size}-{config.seed}"
+    if not (root / "done").exists():
+        synthesize_archive(str(root / "archive"), config)
+        (root / "done").write_text("ok")
+    catalog = str(tmp_path_factory.mktemp("plan") / "catalog")
+    index_archive(str(root / "archive"), catalog_url=catalog, cluster=ClusterSpec(kind="sync"))
+    tiles = read_tiles(catalog)
+    items = read_item_dicts(catalog)
+    patches, _ = place_patches(tiles, None)
+    params = PlanParams(max_cloud=0.0, max_cloud_shadow=0.0, max_snow=0.0)
+    views = filter_views(select_views(patches, tiles, params), items, params)
+    assert len(views) > 3 and (views["fail"] != "").any()
+    from spectralearth.catalog.enmap import open_raster
+
+    for v in views.itertuples():
+        fr = {}
+        for name, (suffix, flag) in MASKS.items():
+            with open_raster(tile_source(items[v.tile]), suffix) as ds:
+                m = ds.read(1, window=Window(v.col0, v.row0, 128, 128))
+            fr[name] = float((m == flag).mean())
+            assert fr[name] == pytest.approx(getattr(v, f"{name}_frac"))
+        failing = [n for n, lim in params.thresholds().items() if fr[n] > lim]
+        assert v.fail == (failing[0] if failing else "")

@@ -22,6 +22,7 @@ __all__ = [
     "QUARANTINE_COLUMNS",
     "SUPERSEDED_COLUMNS",
     "TILE_COLUMNS",
+    "read_ids",
     "read_item_dicts",
     "read_table",
     "read_tiles",
@@ -69,6 +70,12 @@ def _read_parquet(url: str, storage_options: Mapping[str, Any] | None, columns=N
     with fs.open(path, "rb") as f:
         data = f.read()
     return pq.read_table(io.BytesIO(data), columns=columns)
+
+
+def read_ids(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """Ids of the catalog's tiles in row order (reads one column only)."""
+    table = _read_parquet(join(catalog_url, TILES_FILE), storage_options, columns=["id"])
+    return [] if table is None else table.column("id").to_pylist()
 
 
 def read_item_dicts(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None) -> list[dict]:

@@ -33,6 +33,7 @@ from typing import Any
 from spectralearth.catalog.catalogio import (
     QUARANTINE_COLUMNS,
     SUPERSEDED_COLUMNS,
+    read_ids,
     read_item_dicts,
     read_table,
     write_items,
@@ -303,10 +304,10 @@ def index_archive(
     report.discovered = len(discovery.sources)
 
     t = time.perf_counter()
-    existing = read_item_dicts(catalog_url, storage_options=storage_options)
+    existing_ids = read_ids(catalog_url, storage_options=storage_options)
     old_quarantine = read_table(catalog_url, "quarantine", storage_options=storage_options)
     old_superseded = read_table(catalog_url, "superseded", storage_options=storage_options)
-    known = {it["id"] for it in existing}
+    known = set(existing_ids)
     known |= {r["product"] for r in old_superseded}
     if not config.retry_quarantined:
         known |= {r["product"] for r in old_quarantine}
@@ -352,6 +353,15 @@ def index_archive(
     quarantine_rows = list(old_quarantine) + [
         {**asdict(q), "snapshot": snapshot} for q in new_quarantine if q.product not in seen_q
     ]
+    seen_q_new = [q for q in new_quarantine if q.product not in seen_q]
+    if not new_items and not seen_q_new and existing_ids:
+        # nothing new: the committed catalog stays as it is
+        report.stages["commit"] = time.perf_counter() - t
+        report.tiles_total = len(existing_ids)
+        report.quarantined_total = len(old_quarantine)
+        report.seconds = time.perf_counter() - t0
+        return report
+    existing = read_item_dicts(catalog_url, storage_options=storage_options) if existing_ids else []
     kept, superseded = resolve_duplicates(existing + new_items)
     superseded_rows = list(old_superseded) + [{**s, "snapshot": snapshot} for s in superseded]
 
@@ -369,11 +379,11 @@ def index_archive(
     )
     report.stages["commit"] = time.perf_counter() - t
     report.indexed = len(new_items)
-    report.quarantined = len(new_quarantine)
+    report.quarantined = len(seen_q_new)
     report.quarantined_total = len(quarantine_rows)
     report.superseded = len(superseded)
     report.tiles_total = len(kept)
-    report.quarantine = [{**asdict(q)} for q in new_quarantine]
+    report.quarantine = [{**asdict(q)} for q in seen_q_new]
     report.seconds = time.perf_counter() - t0
     atomic_write_bytes(join(catalog_url, "index-report.json"), json.dumps(report.to_dict(), indent=2).encode(), storage_options)
     # the collection is the commit point: written last

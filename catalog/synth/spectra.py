@@ -75,7 +75,7 @@ def _fine_spectra() -> np.ndarray:
     """(materials, 2201) reflectance on the 1 nm grid."""
     x = _FINE
     w = _leaf_water(x)
-    veg_vis = 0.03 + 0.055 * _g(x, 552, 35) - 0.015 * _g(x, 675, 20) + 0.01 * _g(x, 480, 60) * 0
+    veg_vis = 0.03 + 0.055 * _g(x, 552, 35) - 0.015 * _g(x, 675, 20)
     veg = veg_vis + (0.47 - veg_vis) * _sig(x, 718, 13)
     veg = veg * np.exp(-0.9 * w) + 0.002
     dry = (0.06 + 0.30 * _sig(x, 700, 180)) * np.exp(-0.35 * w) - 0.05 * _g(x, 2100, 40) - 0.02 * _g(x, 1730, 25)

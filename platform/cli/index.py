@@ -33,7 +33,7 @@ Re-running on a grown archive indexes only the new products. Bad products never
 stop the run; they are quarantined and listed in the summary.
 
 Exit status: 0 on success (also with quarantined products), 1 if --strict and
-anything was quarantined, or if the job itself failed.
+the catalog has quarantined products, or if the job itself failed.
 
 Examples:
   spectralearth index ./archive --catalog ./catalog
@@ -76,6 +76,7 @@ def run(args) -> int:
                 "already indexed": report.already_indexed,
                 "newly indexed": report.indexed,
                 "quarantined (this run)": report.quarantined,
+                "quarantined (in total)": report.quarantined_total,
                 "superseded deliveries": report.superseded,
                 "tiles in catalog": report.tiles_total,
                 "wall time": f"{report.seconds:.1f} s ({report.products_per_s:.1f} products/s)",
@@ -83,6 +84,6 @@ def run(args) -> int:
         )
         for q in report.quarantine:
             print(f"  QUARANTINED {q['product']} [{q['stage']}/{q['error_class']}]: {q['message']}", file=sys.stderr)
-    if args.strict and report.quarantined:
+    if args.strict and report.quarantined_total:
         return 1
     return 0

@@ -98,6 +98,7 @@ def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = 
 
     Raises:
         FileNotFoundError: no catalog at ``catalog_url``.
+        ValueError: the catalog has no tiles.
     """
     import geopandas as gpd
     import shapely
@@ -110,6 +111,8 @@ def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = 
         data = f.read()
     pf = pq.ParquetFile(io.BytesIO(data))
     names = set(pf.schema_arrow.names)
+    if pf.metadata.num_rows == 0 or "geometry" not in names:
+        raise ValueError(f"the tile catalog at {catalog_url} is empty (no tiles indexed; see quarantine.parquet)")
     want = ["geometry", *TILE_COLUMNS, *(columns or ())]
     table = pf.read(columns=[c for c in dict.fromkeys(want) if c in names])
     df = table.to_pandas()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -253,8 +252,3 @@ def _shutdown_cluster(cluster) -> None:
         inner = getattr(cluster, "gateway", None)
         if inner is not None:  # already closed by shutdown(); keep its __del__ from closing again
             inner.__dict__.pop("_loop_runner", None)
-
-
-def describe(options: Mapping[str, Any]) -> str:
-    """A short ``key=value`` rendering of cluster options (for logs; options hold no secrets)."""
-    return ", ".join(f"{k}={v}" for k, v in dict(options).items())

@@ -16,6 +16,7 @@ nothing created before DataLoader workers start is shared with them.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import struct
@@ -44,6 +45,9 @@ __all__ = [
     "prefetch_map",
     "read_view",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class StreamReadError(RuntimeError):
@@ -140,6 +144,8 @@ class _ObstoreSource:
         if opts.get("anon"):
             config["skip_signature"] = True
         client = {"timeout": "60s", "connect_timeout": "5s", "allow_http": bool(endpoint and endpoint.startswith("http://"))}
+        global _OBSTORE_PID
+        _OBSTORE_PID = os.getpid()
         self.store = S3Store(
             bucket,
             prefix=prefix.strip("/") or None,
@@ -167,10 +173,22 @@ BACKENDS: dict[str, Callable[[str, Mapping[str, Any] | None], ChunkSource]] = {
 """Chunk source constructors by name: ``(url, storage_options) -> ChunkSource``."""
 
 
+_OBSTORE_PID: int | None = None
+"""Process that started obstore's runtime; a forked child of it must not use obstore (it hangs)."""
+
+
+def _obstore_forked() -> bool:
+    return _OBSTORE_PID is not None and _OBSTORE_PID != os.getpid()
+
+
 def _obstore_usable(storage_options: Mapping[str, Any] | None) -> bool:
     try:
         import obstore  # noqa: F401
     except ImportError:
+        return False
+    if _obstore_forked():
+        log.warning("obstore was used before this process was forked; reading with fsspec instead "
+                    "(use the spawn or forkserver context, or do not iterate in the parent, to keep obstore)")
         return False
     # options that only s3fs understands (profiles, custom sessions) keep the fsspec path
     known = {"key", "secret", "token", "anon", "client_kwargs", "config_kwargs", "skip_instance_cache", "endpoint_url"}
@@ -194,6 +212,9 @@ def open_source(url: str, *, storage_options: Mapping[str, Any] | None = None, b
             backend = "obstore"
         else:
             backend = "fsspec"
+    if backend == "obstore" and _obstore_forked():
+        raise RuntimeError("obstore was used in the parent before this process was forked and its runtime does "
+                           "not survive a fork: use the spawn or forkserver context, or backend='fsspec'")
     try:
         make = BACKENDS[backend]
     except KeyError:

@@ -305,12 +305,16 @@ class LocalStack:
                 "api_address": f"http://127.0.0.1:{api}",
             }
             deadline = time.monotonic() + float(cfg["start_timeout_s"])
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    break
-                if _http_status(info["address"] + "/api/health") == 200:
-                    return proc.pid, info
-                time.sleep(0.2)
+            try:
+                while time.monotonic() < deadline:
+                    if proc.poll() is not None:
+                        break
+                    if _http_status(info["address"] + "/api/health") == 200:
+                        return proc.pid, info
+                    time.sleep(0.2)
+            except BaseException:  # Ctrl-C while waiting: leave nothing behind
+                _stop_group(proc.pid, grace_s=3)
+                raise
             _stop_group(proc.pid, grace_s=3)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)

@@ -208,3 +208,23 @@ def test_gateway_cluster_shut_down_on_ctrl_c(stack, gateway_env, tmp_path):
             proc.kill()
     assert proc.returncode == 130 and "INTERRUPTED" in out, err
     assert _wait_no_clusters(stack, gateway_env) == []
+
+
+def test_cluster_flags_map_onto_the_spec():
+    from spectralearth.platform.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["index", "arch", "--catalog", "cat", "--cluster", "gateway", "--worker-cores", "2",
+                              "--worker-memory", "3GiB", "--image", "reg/img:1", "--adapt-min", "0", "--adapt-max", "5"])
+    from spectralearth.platform.cli._common import cluster_spec_from_args
+
+    spec = cluster_spec_from_args(args)
+    assert (spec.kind, spec.worker_cores, spec.worker_memory, spec.image, spec.adapt_min, spec.adapt_max) == (
+        "gateway", 2, "3GiB", "reg/img:1", 0, 5)
+    assert spec.adaptive
+    spec = cluster_spec_from_args(parser.parse_args(["index", "a", "--catalog", "c", "--scheduler", "tcp://h:8786"]))
+    assert (spec.kind, spec.address) == ("scheduler", "tcp://h:8786")
+    with pytest.raises(SystemExit, match="adapt_max"):
+        cluster_spec_from_args(parser.parse_args(["index", "a", "--catalog", "c", "--adapt-min", "4", "--adapt-max", "2"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["index", "a", "--catalog", "c", "--workers", "0"])

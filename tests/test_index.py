@@ -216,3 +216,13 @@ def test_real_sample_indexes_correctly(tmp_path):
     assert footprint.difference(xml_poly.buffer(0.003)).area < 0.005 * footprint.area
     assert footprint.intersection(xml_poly).area > 0.9 * xml_poly.area
     assert p["enmap:footprint_source"] == "classes-mask"
+
+
+def test_empty_and_missing_catalogs_give_clear_errors(tmp_path):
+    from spectralearth.catalog.catalogio import write_items
+
+    with pytest.raises(FileNotFoundError, match="no tile catalog"):
+        read_tiles(str(tmp_path / "nothing"))
+    write_items([], str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="empty"):
+        read_tiles(str(tmp_path / "empty"))

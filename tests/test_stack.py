@@ -135,6 +135,7 @@ def _build_killing_a_worker(stack_dir: Path, out_url: str) -> bool:
                 killed = True
         time.sleep(0.1)
     out, err = proc.communicate(timeout=300)
+    print(f"build with a killed worker: rc={proc.returncode}, killed={killed}")
     if proc.returncode != 0:  # the interrupted run failed: the rerun resumes and completes
         rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, f"rerun failed:\n{rerun.stdout}\n{rerun.stderr}\nfirst run:\n{err}"
@@ -177,6 +178,7 @@ def test_stack_end_to_end(stack_dir, tmp_path):
                 assert conn.laddr.ip in ("127.0.0.1", "::1"), f"pid {pid} listens on {conn.laddr}"
 
     # A shell configured by `stack env` reaches S3 and the gateway; the jobs run on 2 gateway workers.
+    t0 = time.monotonic()
     jobs = _bash(f"""
         eval "$(spectralearth stack env --data-dir {d})"
         test -n "$DASK_GATEWAY__AUTH__KWARGS__PASSWORD"
@@ -185,6 +187,7 @@ def test_stack_end_to_end(stack_dir, tmp_path):
         spectralearth -q index "$B/archive" --catalog "$B/out/catalog" --cluster gateway --workers 2 --json
         spectralearth -q build "$B/archive" --out "$B/out" {FILTERS} --cluster gateway --workers 2
     """.replace("spectralearth ", f"{SPECTRALEARTH} "))
+    print(f"synth + index + build: {time.monotonic() - t0:.1f} s")
     report = json.loads(jobs.stdout[jobs.stdout.index("{"): jobs.stdout.index("\n}") + 2])
     assert report["indexed"] == SYNTH_TILES and report["tiles_total"] == SYNTH_TILES and report["quarantined"] == 0
     assert "built" in jobs.stdout
@@ -201,12 +204,15 @@ def test_stack_end_to_end(stack_dir, tmp_path):
 
         # A second build whose worker is killed during extraction completes (after a rerun
         # if it failed) with the same cube.
+        fs, root = filesystem(bucket)
+        fs.copy(f"{root}/out/catalog", f"{root}/out2/catalog", recursive=True)  # indexing is not what is tested here
+        t0 = time.monotonic()
         killed = _build_killing_a_worker(stack_dir, f"{bucket}/out2")
+        print(f"interrupted build + rerun: {time.monotonic() - t0:.1f} s")
         assert killed, "no gateway worker was running during extraction"
         assert _cube_contents(f"{bucket}/out2/cube.zarr") == reference
 
         # No secret in any output object, in the jobs' output, or in the stack's logs.
-        fs, root = filesystem(bucket)
         outputs = [p for p in fs.find(root) if "/archive/" not in p]
         assert any(p.endswith("tiles.parquet") for p in outputs) and any("cube.zarr" in p for p in outputs)
         for path in outputs:
@@ -239,3 +245,30 @@ def test_env_without_a_running_stack_fails_clearly(tmp_path):
     assert proc.returncode == 1
     assert "not running" in proc.stderr and "stack up" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_down_never_signals_a_recycled_pid(tmp_path):
+    """A recorded pid whose start time does not match is someone else's process: left alone."""
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        d = tmp_path / "stack"
+        d.mkdir()
+        created = psutil.Process(bystander.pid).create_time()
+        state = {
+            "version": 1,
+            "s3": {"endpoint_url": "http://127.0.0.1:9", "bucket": "spectralearth"},
+            "gateway": {"address": "http://127.0.0.1:9", "proxy_address": "gateway://127.0.0.1:9"},
+            "processes": [
+                {"name": "seaweed", "pid": bystander.pid, "create_time": created - 100.0},
+                {"name": "gateway", "pid": bystander.pid, "create_time": created + 100.0},
+            ],
+        }
+        (d / "state.json").write_text(json.dumps(state))
+        status = LocalStack(d).status()
+        assert status["running"] is False and not any(s["alive"] for s in status["services"].values())
+        assert LocalStack(d).down() == []
+        time.sleep(0.2)
+        assert bystander.poll() is None, "down() signalled a process it did not start"
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -209,7 +209,8 @@ def test_faulty_s3_loses_and_duplicates_nothing(s3_server, fault_proxy, tmp_path
     proxy, options = fault_proxy(fail_rate=0.05, seed=1)
     stream = PatchStream(url, storage_options=options, every_view=True, backend=backend, batch_size=2, seed=1)
     got = {}
-    for batch in DataLoader(stream, batch_size=None, num_workers=2):
+    # forkserver: this test process may already run obstore, whose runtime does not survive a fork
+    for batch in DataLoader(stream, batch_size=None, num_workers=2, multiprocessing_context="forkserver"):
         for view, image in zip(batch["view"].tolist(), batch["image"]):
             assert view not in got
             got[view] = image

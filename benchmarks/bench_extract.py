@@ -42,6 +42,7 @@ def floor_loop(items, views, bands, out_dir: Path, px: int = 128) -> tuple[float
     from spectralearth.catalog.enmap import open_raster
     from spectralearth.pipelines.plan import tile_source
 
+    numcodecs.blosc.set_nthreads(1)  # one core, like each pipeline worker
     codec = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = 0

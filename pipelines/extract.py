@@ -100,6 +100,8 @@ class ExtractParams:
     """How often the running client refreshes its lease."""
     gdal_cache_mb: int = 256
     """GDAL block cache per worker (blocks shared by neighbouring windows are read once)."""
+    views_per_task: int = 16
+    """Largest number of views per task (a tile's windows, in row order, are split into tasks of this size)."""
 
     def __post_init__(self) -> None:
         if not self.bands or min(self.bands) < 1 or len(set(self.bands)) != len(self.bands):
@@ -239,8 +241,8 @@ class _Lease:
 # --------------------------------------------------------------------------- the per-tile task
 
 
-def _marker_url(cube_url: str, tile: int) -> str:
-    return storage.join(cube_url, PROGRESS, f"tile-{int(tile):07d}.json")
+def _marker_url(cube_url: str, task: str) -> str:
+    return storage.join(cube_url, PROGRESS, f"tile-{task}.json")
 
 
 def extract_tile(
@@ -249,6 +251,7 @@ def extract_tile(
     windows: np.ndarray,
     *,
     tile: int,
+    task: str,
     band_index: tuple[int, ...],
     patch_px: int,
     fingerprint: str,
@@ -261,7 +264,8 @@ def extract_tile(
         cube_url: the (uncommitted) cube.
         item: the tile's STAC item (asset hrefs).
         windows: ``(k, 3)`` rows of ``(view, row0, col0)``.
-        tile: the tile's catalog row (names the marker).
+        tile: the tile's catalog row.
+        task: the task id (names the marker).
         band_index: 1-based band numbers to read, in stored order.
         patch_px: window side.
         fingerprint: the plan fingerprint recorded in the marker.
@@ -280,6 +284,9 @@ def extract_tile(
     from spectralearth.pipelines.stats import moments_of
     from spectralearth.platform.cube import open_store
 
+    import numcodecs
+
+    numcodecs.blosc.set_nthreads(1)  # one core per task: parallelism comes from the workers
     t0 = time.perf_counter()
     src = tile_source(item)
     arr = zarr.open_array(open_store(storage.join(cube_url, "reflectance"), storage_options=storage_options), mode="r+")
@@ -302,6 +309,7 @@ def extract_tile(
             nodata_px[str(int(view))] = int(np.count_nonzero((data == NODATA).any(axis=0)))
     marker = {
         "tile": int(tile),
+        "task": task,
         "id": str(item["id"]),
         "fingerprint": fingerprint,
         "views": [int(v) for v in windows[:, 0]],
@@ -311,7 +319,7 @@ def extract_tile(
         "raw_bytes": int(len(windows) * len(indexes) * patch_px * patch_px * 2),
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    storage.atomic_write_bytes(_marker_url(cube_url, tile), json.dumps(marker).encode(), storage_options)
+    storage.atomic_write_bytes(_marker_url(cube_url, task), json.dumps(marker).encode(), storage_options)
     return marker
 
 
@@ -320,7 +328,8 @@ def extract_tile(
 
 def _fingerprint(patches: pd.DataFrame, views: pd.DataFrame, params: ExtractParams, ids: list[str]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"bands": list(params.bands), "clevel": params.clevel, "shard": params.shard_views}).encode())
+    h.update(json.dumps({"bands": list(params.bands), "clevel": params.clevel, "shard": params.shard_views,
+                         "views_per_task": params.views_per_task}).encode())
     for col in ("crs", "x0", "y0"):
         h.update(np.ascontiguousarray(patches[col].to_numpy()).tobytes())
     for col in ("view", "patch", "tile", "row0", "col0"):
@@ -471,8 +480,12 @@ def extract_cube(
             if name.startswith("tile-") and name.endswith(".json"):
                 m = json.loads(fs.cat_file(p))
                 if m.get("fingerprint") == fingerprint:
-                    done[int(m["tile"])] = m
-        groups = {int(tl): g for tl, g in views.groupby("tile", sort=True)}
+                    done[str(m["task"])] = m
+        groups: dict[str, tuple[int, np.ndarray]] = {}
+        for tl, g in views.groupby("tile", sort=True):
+            w = g.sort_values(["row0", "col0"], kind="stable")[["view", "row0", "col0"]].to_numpy(dtype=np.int64)
+            for part, i in enumerate(range(0, len(w), params.views_per_task)):
+                groups[f"{int(tl):07d}-{part:03d}"] = (int(tl), w[i : i + params.views_per_task])
         report.tasks = len(groups)
         report.tasks_done_before = sum(1 for tl in groups if tl in done)
         todo = [tl for tl in groups if tl not in done]
@@ -480,7 +493,7 @@ def extract_cube(
             todo = todo[:max_tasks]
         kw = dict(band_index=tuple(params.bands), patch_px=patch_px, fingerprint=fingerprint,
                   storage_options=dict(storage_options or {}), gdal_cache_mb=params.gdal_cache_mb)
-        payload = {tl: groups[tl][["view", "row0", "col0"]].to_numpy(dtype=np.int64) for tl in todo}
+        payload = {tk: groups[tk][1] for tk in todo}
         bar = None
         if progress and todo:
             from tqdm.auto import tqdm
@@ -488,28 +501,30 @@ def extract_cube(
             bar = tqdm(total=int(sum(len(w) for w in payload.values())), desc="extract", unit="view", dynamic_ncols=True, leave=False)
         try:
             if cluster is not None and getattr(cluster, "kind", "") == "sync":
-                for tl in todo:
+                for tk in todo:
                     lease.check()
-                    done[tl] = extract_tile(cube_url, items[tl], payload[tl], tile=tl, **kw)
-                    report.raw_bytes_this_run += done[tl]["raw_bytes"]
+                    tl = groups[tk][0]
+                    done[tk] = extract_tile(cube_url, items[tl], payload[tk], tile=tl, task=tk, **kw)
+                    report.raw_bytes_this_run += done[tk]["raw_bytes"]
                     if bar:
-                        bar.update(len(payload[tl]))
+                        bar.update(len(payload[tk]))
             elif todo:
                 from distributed import as_completed
 
                 with cluster_client(cluster or ClusterSpec()) as client:
                     futs = {
-                        client.submit(extract_tile, cube_url, items[tl], payload[tl], tile=tl, key=f"extract-{fingerprint[:10]}-{tl}", pure=False, **kw): tl
-                        for tl in sorted(todo, key=lambda x: -len(payload[x]))
+                        client.submit(extract_tile, cube_url, items[groups[tk][0]], payload[tk], tile=groups[tk][0], task=tk,
+                                      key=f"extract-{fingerprint[:10]}-{tk}", pure=False, **kw): tk
+                        for tk in todo
                     }
                     for fut in as_completed(list(futs)):
                         lease.check()
-                        tl = futs[fut]
-                        done[tl] = fut.result()
-                        report.raw_bytes_this_run += done[tl]["raw_bytes"]
+                        tk = futs[fut]
+                        done[tk] = fut.result()
+                        report.raw_bytes_this_run += done[tk]["raw_bytes"]
                         fut.release()
                         if bar:
-                            bar.update(len(payload[tl]))
+                            bar.update(len(payload[tk]))
         finally:
             if bar:
                 bar.close()

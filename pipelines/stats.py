@@ -72,7 +72,11 @@ def moments_of(data: np.ndarray, *, nodata: int = -32768) -> BandMoments:
     data = np.asarray(data)
     flat = data.reshape(data.shape[0], -1)
     valid = flat != nodata
-    vals = np.where(valid, flat, 0).astype(np.int64)
+    # float64 is exact here: every partial sum of squares of int16 values over one block
+    # (< 2**30 * 2**24 pixels) stays below 2**53
+    if flat.shape[1] > 2**22:
+        raise ValueError("a block for moments_of must hold at most 2**22 pixels per band")
+    vals = np.where(valid, flat, 0).astype(np.float64)
     return BandMoments(
         tuple(int(v) for v in valid.sum(axis=1)),
         tuple(int(v) for v in vals.sum(axis=1)),

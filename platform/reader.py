@@ -268,8 +268,9 @@ def read_view(
     patch: int,
     shape: tuple[int, int, int],
     retry: RetryPolicy = RetryPolicy(),
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Read and decode one view's chunk into a new ``(bands, y, x)`` int16 array.
+    """Read and decode one view's chunk into ``out`` (or a new ``(bands, y, x)`` int16 array).
 
     Raises:
         ChunkMissingError: the chunk object does not exist.
@@ -280,7 +281,10 @@ def read_view(
         rng = _thread_rng.rng = random.Random()
     key = view_chunk_key(view)
     where = f"{redact(source.url)}/{key}"
-    out = np.empty(shape, dtype="<i2")
+    if out is None:
+        out = np.empty(shape, dtype="<i2")
+    elif out.shape != tuple(shape) or out.dtype != np.dtype("<i2") or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous int16 array of shape {tuple(shape)}")
     problem = None
     for _ in range(1 + retry.reread_on_decode_error):
         try:

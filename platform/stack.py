@@ -194,6 +194,19 @@ class LocalStack:
         return [ProcessRecord(**r) for r in state.get("processes", [])]
 
     # -- lifecycle --------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self):
+        """One `up`/`down` at a time per stack folder (an advisory lock on ``.lock``)."""
+        import fcntl
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def up(self, *, progress=None) -> tuple[dict[str, Any], bool]:
         """Start the stack unless it is running.
 
@@ -204,14 +217,17 @@ class LocalStack:
             StackError: a service did not come up (its log tail is in the message);
                 whatever had been started is stopped again.
         """
-        say = progress or (lambda msg: None)
+        with self._locked():
+            return self._up(progress or (lambda msg: None))
+
+    def _up(self, say) -> tuple[dict[str, Any], bool]:
         state = self.read_state()
         if state is not None:
             alive = [r.process() is not None for r in self._records(state)]
-            if alive and all(alive) and self._healthy(state):
+            if alive and all(alive) and all(self._healthy(state).values()):
                 return state, False
             say("the recorded stack is only partly running: stopping what is left first")
-            self.down()
+            self._down(grace_s=10.0)
         settings = self.settings()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
@@ -227,9 +243,9 @@ class LocalStack:
             volume_size_limit_mb=int(sw["volume_size_limit_mb"]),
             start_timeout_s=float(sw["start_timeout_s"]),
         )
-        weed.start()
-        records = [_record("seaweed", weed.pid)]
         try:
+            weed.start()
+            records = [_record("seaweed", weed.pid)]
             weed.create_bucket(sw["bucket"])
             s3 = {"endpoint_url": weed.endpoint_url, "master_url": weed.master_url, "bucket": sw["bucket"]}
             say("starting dask-gateway ...")
@@ -323,9 +339,11 @@ class LocalStack:
         raise StackError(f"dask-gateway did not start (log {gw_dir / 'gateway.log'}):\n{last}")
 
     def _healthy(self, state: dict[str, Any]) -> dict[str, bool]:
-        s3 = _http_status(state["s3"]["endpoint_url"] + "/") is not None
-        gw = _http_status(state["gateway"]["address"] + "/api/health") == 200
-        return {"seaweed": s3, "gateway": gw} if (s3 or gw) else {}
+        """Whether each service answers on its recorded endpoint."""
+        return {
+            "seaweed": _http_status(state["s3"]["endpoint_url"] + "/") is not None,
+            "gateway": _http_status(state["gateway"]["address"] + "/api/health") == 200,
+        }
 
     def status(self) -> dict[str, Any]:
         """Per service: pid, whether it runs, whether it answers, and its endpoint (no secrets)."""
@@ -385,6 +403,12 @@ class LocalStack:
         Processes are matched by recorded pid and start time; the gateway's
         schedulers and workers by their working folder under the stack folder.
         """
+        if not self.data_dir.is_dir():
+            return []
+        with self._locked():
+            return self._down(grace_s=grace_s)
+
+    def _down(self, *, grace_s: float) -> list[str]:
         state = self.read_state()
         stopped: list[str] = []
         records = {r.name: r for r in self._records(state)}

@@ -21,6 +21,7 @@ and :meth:`PatchStream.state_dict` needs only that count.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -288,39 +289,57 @@ class PatchStream(IterableDataset):
         band_index = self.band_index
         source = self._chunks()
         shape = idx.shape
-        patch_of_view = idx.view_patch
+        out_shape = shape if band_index is None else (band_index.size, *shape[1:])
         k = views.shape[1]
-        flat_views = views[mine].reshape(-1)
+        groups = ranges if self.batch_size else [range(i, i + 1) for i in mine]
+        scratch = threading.local()
 
-        def read(view: int) -> np.ndarray:
-            out = read_view(source, int(view), patch=int(patch_of_view[view]), shape=shape, retry=self.retry)
-            return out if band_index is None else out[band_index]
+        def tasks():
+            # one buffer per batch; each view is decoded straight into its slot (no stacking copy)
+            for r in groups:
+                buf = np.empty((len(r), k, *out_shape), dtype=np.int16)
+                for j, i in enumerate(r):
+                    for t in range(k):
+                        yield int(views[i, t]), buf, j, t
 
-        view_bytes = int(np.prod(shape)) * 2
-        depth = max(self.io_threads, self.prefetch_bytes // max(view_bytes, 1))
-        images = prefetch_map(read, flat_views, threads=self.io_threads, depth=depth)
-        samples = (self._sample(images, int(positions[i]), views[i], idx, k) for i in mine)
-        try:
-            if self.batch_size is None:
-                yield from samples
+        def read(task) -> np.ndarray:
+            view, buf, j, t = task
+            patch = int(idx.view_patch[view])
+            if band_index is None:
+                read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=buf[j, t])
             else:
-                for r in ranges:
-                    yield _collate([next(samples) for _ in r])
-        finally:
-            images.close()
+                tmp = getattr(scratch, "buf", None)
+                if tmp is None:
+                    tmp = scratch.buf = np.empty(shape, dtype=np.int16)
+                read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=tmp)
+                np.take(tmp, band_index, axis=0, out=buf[j, t])
+            return buf
 
-    def _sample(self, images: Iterator[np.ndarray], position: int, views: np.ndarray, idx: _Index, k: int) -> dict:
-        patch = int(idx.view_patch[views[0]])
-        if k == 1:
-            image = torch.from_numpy(next(images))
-            view = torch.tensor(int(views[0]))
-            time = torch.tensor(int(idx.view_time[views[0]]))
-        else:
-            image = torch.from_numpy(np.stack([next(images) for _ in range(k)]))
-            view = torch.from_numpy(views.astype(np.int64))
-            time = torch.from_numpy(idx.view_time[views])
-        return {"image": image, "patch": torch.tensor(patch), "view": view, "time": time,
-                "position": torch.tensor(position)}
+        view_bytes = int(np.prod(out_shape)) * 2
+        depth = max(self.io_threads, self.prefetch_bytes // max(view_bytes, 1))
+        done = prefetch_map(read, tasks(), threads=self.io_threads, depth=depth)
+        try:
+            for r in groups:
+                buf = None
+                for _ in range(len(r) * k):
+                    buf = next(done)
+                rows = np.fromiter(r, dtype=np.int64, count=len(r))
+                item = self._batch(buf, positions[rows], views[rows], idx)
+                yield item if self.batch_size else {key: value[0] for key, value in item.items()}
+        finally:
+            done.close()
+
+    def _batch(self, buf: np.ndarray, positions: np.ndarray, views: np.ndarray, idx: _Index) -> dict:
+        single = views.shape[1] == 1
+        image = torch.from_numpy(buf[:, 0] if single else buf)
+        view = views[:, 0] if single else views
+        return {
+            "image": image,
+            "patch": torch.from_numpy(idx.view_patch[views[:, 0]]),
+            "view": torch.from_numpy(np.ascontiguousarray(view, dtype=np.int64)),
+            "time": torch.from_numpy(np.ascontiguousarray(idx.view_time[view])),
+            "position": torch.from_numpy(np.ascontiguousarray(positions, dtype=np.int64)),
+        }
 
     # -- helpers ----------------------------------------------------------------
     def normalizer(self) -> BandNormalize:
@@ -334,10 +353,6 @@ class PatchStream(IterableDataset):
     def loader(self, **dataloader_kwargs: Any) -> StreamLoader:
         """A :class:`StreamLoader` over this stream (DataLoader keyword arguments, no batch_size)."""
         return StreamLoader(self, **dataloader_kwargs)
-
-
-def _collate(samples: list[dict]) -> dict:
-    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
 
 
 class StreamLoader:

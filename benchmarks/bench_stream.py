@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import PeakRSS, write_result  # noqa: E402
+from _util import write_result  # noqa: E402
 
 from spectralearth.platform.cube import open_cube, view_chunk_key  # noqa: E402
 from spectralearth.platform.order import shuffle_quality  # noqa: E402
@@ -37,6 +37,39 @@ from spectralearth.platform.samplecube import SampleCube, write_sample_cube  # n
 from spectralearth.platform.seaweed import SeaweedServer  # noqa: E402
 from spectralearth.platform.stream import PatchStream  # noqa: E402
 from spectralearth.platform.throughput import _cpu, measure_throughput  # noqa: E402
+
+
+class WorkerRSS:
+    """Peak RSS of any single child process (the DataLoader workers), sampled in a thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            for p in me.children(recursive=False):
+                try:
+                    if p.name().startswith("weed"):
+                        continue
+                    self.peak = max(self.peak, p.memory_info().rss)
+                except psutil.Error:
+                    continue
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> "WorkerRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def decode_floor(cube: str, n_views: int, shape) -> dict:
@@ -137,10 +170,10 @@ def main() -> None:
 
             s3_cube = "s3://bench/cube"
             # worker RSS and time to first batch first: this process has not started obstore yet (fork-safe)
-            with PeakRSS(interval=0.05) as rss:
+            with WorkerRSS() as rss:
                 workers = measure_throughput(stream(s3_cube), num_workers=2)
-            result["workers"] = {**workers.as_dict(), "num_workers": 2, "peak_rss_single_mb": rss.peak_single / 2**20,
-                                 "peak_rss_total_mb": rss.peak_total / 2**20}
+            result["workers"] = {**workers.as_dict(), "num_workers": 2, "peak_rss_single_mb": rss.peak / 2**20,
+                                 "prefetch_mb": stream(s3_cube).prefetch_bytes / 2**20}
             print("workers", result["workers"])
             warm = stream(s3_cube)
             warm.index

@@ -42,7 +42,9 @@ import threading
 import time
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -52,7 +54,13 @@ import pandas as pd
 
 from spectralearth.pipelines.stats import BandMoments, merge_moments
 from spectralearth.platform import storage
-from spectralearth.platform.cube import NODATA
+from spectralearth.platform.cube import (
+    NODATA,
+    UnsupportedChunkFormatError,
+    ViewChunkFormat,
+    view_chunk_format,
+    write_view_bytes,
+)
 
 __all__ = [
     "SPECTRALEARTH_BANDS",
@@ -102,12 +110,16 @@ class ExtractParams:
     """GDAL block cache per worker (blocks shared by neighbouring windows are read once)."""
     views_per_task: int = 16
     """Largest number of views per task (a tile's windows, in row order, are split into tasks of this size)."""
+    task_threads: int = 1
+    """Threads per task that encode, hash and write views while the next window is read (0: none)."""
 
     def __post_init__(self) -> None:
         if not self.bands or min(self.bands) < 1 or len(set(self.bands)) != len(self.bands):
             raise ValueError("bands must be distinct 1-based band numbers")
         if self.heartbeat_s <= 0 or self.lease_timeout_s <= self.heartbeat_s:
             raise ValueError("lease_timeout_s must exceed heartbeat_s > 0")
+        if self.task_threads < 0:
+            raise ValueError("task_threads must be 0 or more")
 
 
 @dataclass
@@ -245,6 +257,15 @@ def _marker_url(cube_url: str, task: str) -> str:
     return storage.join(cube_url, PROGRESS, f"tile-{task}.json")
 
 
+def _view_result(data: np.ndarray) -> tuple[str, int, BandMoments]:
+    """Checksum, nodata pixel count and band moments of one view (what its done-marker records)."""
+    from spectralearth.pipelines.stats import moments_of
+
+    digest = hashlib.sha256(np.ascontiguousarray(data).data).hexdigest()
+    nodata = int(np.count_nonzero((data == NODATA).any(axis=0)))
+    return digest, nodata, moments_of(data, nodata=NODATA)
+
+
 def extract_tile(
     cube_url: str,
     item: Mapping[str, Any],
@@ -257,8 +278,17 @@ def extract_tile(
     fingerprint: str,
     storage_options: Mapping[str, Any] | None = None,
     gdal_cache_mb: int = 256,
+    threads: int = 1,
+    chunk_format: ViewChunkFormat | None = None,
 ) -> dict[str, Any]:
     """Read one tile's windows and write them as views; then write the tile's done-marker.
+
+    Each view's chunk is encoded here with the array's own codec chain (as read from
+    its metadata) and stored as one object at its chunk key, byte for byte what zarr
+    would write. Reading (GDAL) and encoding/hashing/writing (blosc, hashlib, numpy)
+    release the GIL, so with ``threads`` > 0 the next window is read while the previous
+    ones are encoded and written; at most ``threads + 1`` views are held at once.
+    Sharded cubes are written through zarr.
 
     Args:
         cube_url: the (uncommitted) cube.
@@ -271,56 +301,113 @@ def extract_tile(
         fingerprint: the plan fingerprint recorded in the marker.
         storage_options: fsspec options.
         gdal_cache_mb: GDAL block cache size.
+        threads: threads that encode, hash and write views while windows are read (0: one thread does all).
+        chunk_format: the ``reflectance`` chunk format (read from the cube when None).
 
     Returns:
         The marker written.
     """
     import rasterio
-    import zarr
     from rasterio.windows import Window
 
     from spectralearth.catalog.enmap import open_raster
     from spectralearth.pipelines.plan import tile_source
-    from spectralearth.pipelines.stats import moments_of
-    from spectralearth.platform.cube import open_store
 
     import numcodecs
 
-    numcodecs.blosc.set_nthreads(1)  # one core per task: parallelism comes from the workers
+    numcodecs.blosc.set_nthreads(1)  # one core per worker: parallelism comes from the workers
     t0 = time.perf_counter()
     src = tile_source(item)
-    arr = zarr.open_array(open_store(storage.join(cube_url, "reflectance"), storage_options=storage_options), mode="r+")
+    if chunk_format is None:
+        with contextlib.suppress(UnsupportedChunkFormatError):
+            chunk_format = view_chunk_format(cube_url, storage_options=storage_options)
+    store_view = _chunk_writer(cube_url, storage_options, chunk_format)
     windows = np.asarray(windows, dtype=np.int64).reshape(-1, 3)
     windows = windows[np.lexsort((windows[:, 2], windows[:, 1]))]
     moments = BandMoments.zeros(len(band_index))
     sums: dict[str, str] = {}
     nodata_px: dict[str, int] = {}
     indexes = [int(b) for b in band_index]
-    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), open_raster(src, IMAGE, storage_options=storage_options) as ds:
-        if max(indexes) > ds.count:
-            raise ValueError(f"{item['id']}: {IMAGE} has {ds.count} bands, band {max(indexes)} was asked for")
-        for view, row0, col0 in windows:
-            data = ds.read(indexes=indexes, window=Window(int(col0), int(row0), patch_px, patch_px))
-            if data.shape != (len(indexes), patch_px, patch_px):
-                raise ValueError(f"{item['id']}: window at row {row0}, col {col0} is outside the image")
-            arr[int(view)] = data
-            moments = moments + moments_of(data, nodata=NODATA)
-            sums[str(int(view))] = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
-            nodata_px[str(int(view))] = int(np.count_nonzero((data == NODATA).any(axis=0)))
+
+    def finish(view: int, data: np.ndarray) -> tuple[int, str, int, BandMoments]:
+        digest, nodata, mom = _view_result(data)
+        store_view(view, data, nodata == patch_px * patch_px)
+        return view, digest, nodata, mom
+
+    def collect(res: tuple[int, str, int, BandMoments]) -> None:
+        nonlocal moments
+        view, digest, nodata, mom = res
+        moments = moments + mom
+        sums[str(view)] = digest
+        nodata_px[str(view)] = nodata
+
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="extract-view") if threads > 0 else None
+    pending: deque = deque()
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), open_raster(src, IMAGE, storage_options=storage_options) as ds:
+            if max(indexes) > ds.count:
+                raise ValueError(f"{item['id']}: {IMAGE} has {ds.count} bands, band {max(indexes)} was asked for")
+            for view, row0, col0 in windows:
+                data = ds.read(indexes=indexes, window=Window(int(col0), int(row0), patch_px, patch_px))
+                if data.shape != (len(indexes), patch_px, patch_px):
+                    raise ValueError(f"{item['id']}: window at row {row0}, col {col0} is outside the image")
+                if pool is None:
+                    collect(finish(int(view), data))
+                    continue
+                pending.append(pool.submit(finish, int(view), data))
+                while len(pending) > threads:
+                    collect(pending.popleft().result())
+            while pending:
+                collect(pending.popleft().result())
+    finally:
+        if pool is not None:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
     marker = {
         "tile": int(tile),
         "task": task,
         "id": str(item["id"]),
         "fingerprint": fingerprint,
         "views": [int(v) for v in windows[:, 0]],
-        "sha256": sums,
-        "nodata_px": nodata_px,
+        "sha256": {k: sums[k] for k in (str(int(v)) for v in windows[:, 0])},
+        "nodata_px": {k: nodata_px[k] for k in (str(int(v)) for v in windows[:, 0])},
         "moments": moments.to_json(),
         "raw_bytes": int(len(windows) * len(indexes) * patch_px * patch_px * 2),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     storage.atomic_write_bytes(_marker_url(cube_url, task), json.dumps(marker).encode(), storage_options)
     return marker
+
+
+def _chunk_writer(cube_url: str, storage_options, chunk_format: ViewChunkFormat | None):
+    """``store(view, data, maybe_empty)``: stores one view's chunk (directly, or through zarr for sharded cubes)."""
+    if chunk_format is None:
+        import zarr
+
+        from spectralearth.platform.cube import open_store
+
+        arr = zarr.open_array(open_store(storage.join(cube_url, "reflectance"), storage_options=storage_options), mode="r+")
+        lock = threading.Lock()  # shards are read-modify-write
+
+        def store_zarr(view: int, data: np.ndarray, maybe_empty: bool) -> None:
+            with lock:
+                arr[view] = data
+
+        return store_zarr
+
+    fs, root = storage.filesystem(cube_url, storage_options)
+    root = root.rstrip("/")
+
+    def store_direct(view: int, data: np.ndarray, maybe_empty: bool) -> None:
+        path = f"{root}/{chunk_format.key(view)}"
+        if maybe_empty and chunk_format.is_fill(data):  # like zarr: no object for an all-fill chunk
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(path)
+            return
+        write_view_bytes(fs, path, chunk_format.encode(data))
+
+    return store_direct
 
 
 # --------------------------------------------------------------------------- the job
@@ -491,14 +578,20 @@ def extract_cube(
         todo = [tl for tl in groups if tl not in done]
         if max_tasks is not None:
             todo = todo[:max_tasks]
+        chunk_format = None
+        with contextlib.suppress(UnsupportedChunkFormatError):  # sharded cubes are written through zarr
+            chunk_format = view_chunk_format(cube_url, storage_options=storage_options)
         kw = dict(band_index=tuple(params.bands), patch_px=patch_px, fingerprint=fingerprint,
-                  storage_options=dict(storage_options or {}), gdal_cache_mb=params.gdal_cache_mb)
+                  storage_options=dict(storage_options or {}), gdal_cache_mb=params.gdal_cache_mb,
+                  threads=params.task_threads, chunk_format=chunk_format)
         payload = {tk: groups[tk][1] for tk in todo}
+        report.stages["prepare"] = round(time.perf_counter() - t, 3)
         bar = None
         if progress and todo:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=int(sum(len(w) for w in payload.values())), desc="extract", unit="view", dynamic_ncols=True, leave=False)
+        t = time.perf_counter()
         try:
             if cluster is not None and getattr(cluster, "kind", "") == "sync":
                 for tk in todo:
@@ -508,10 +601,13 @@ def extract_cube(
                     report.raw_bytes_this_run += done[tk]["raw_bytes"]
                     if bar:
                         bar.update(len(payload[tk]))
+                report.stages["tasks"] = round(time.perf_counter() - t, 3)
             elif todo:
                 from distributed import as_completed
 
                 with cluster_client(cluster or ClusterSpec()) as client:
+                    report.stages["cluster_start"] = round(time.perf_counter() - t, 3)
+                    t = time.perf_counter()
                     futs = {
                         client.submit(extract_tile, cube_url, items[groups[tk][0]], payload[tk], tile=groups[tk][0], task=tk,
                                       key=f"extract-{fingerprint[:10]}-{tk}", pure=False, **kw): tk
@@ -525,11 +621,14 @@ def extract_cube(
                         fut.release()
                         if bar:
                             bar.update(len(payload[tk]))
+                    report.stages["tasks"] = round(time.perf_counter() - t, 3)
+                    t = time.perf_counter()
+                report.stages["cluster_stop"] = round(time.perf_counter() - t, 3)
         finally:
             if bar:
                 bar.close()
         report.tasks_run = len(todo)
-        report.stages["tasks"] = round(time.perf_counter() - t, 3)
+        report.stages.setdefault("tasks", 0.0)
         if any(tl not in done for tl in groups):
             report.seconds = round(time.perf_counter() - t0, 3)
             return report  # stopped early (max_tasks): not committed

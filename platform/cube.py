@@ -42,14 +42,18 @@ __all__ = [
     "NODATA",
     "CubeSpec",
     "CubeNotCommittedError",
+    "UnsupportedChunkFormatError",
+    "ViewChunkFormat",
     "commit_cube",
     "create_cube_arrays",
     "cube_checksums",
     "open_cube",
     "open_store",
+    "view_chunk_format",
     "view_chunk_key",
     "write_cube",
     "write_index_array",
+    "write_view_bytes",
 ]
 
 FORMAT_VERSION = "1.0"
@@ -302,3 +306,135 @@ def write_cube(
         write_index_array(url, name, values, storage_options=storage_options)
     commit_cube(url, {"patch_size": spec.patch_px, "band_numbers": list(spec.band_numbers), **dict(attrs or {})},
                 storage_options=storage_options)
+
+
+# --------------------------------------------------------------------------- direct chunk writes
+
+_BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+class UnsupportedChunkFormatError(ValueError):
+    """The ``reflectance`` array stores its chunks in a way :class:`ViewChunkFormat` cannot write (e.g. sharded)."""
+
+
+@dataclass(frozen=True)
+class ViewChunkFormat:
+    """How ``reflectance`` stores one view: the chunk's codec chain and object key, as its metadata says."""
+
+    chunk_shape: tuple[int, ...]
+    """Shape of one chunk: ``(1, band, y, x)``."""
+    data_type: str
+    """Zarr data type name, e.g. ``int16``."""
+    fill_value: int
+    """Fill value: a chunk holding only this value is not stored (zarr's default)."""
+    endian: str
+    """Byte order of the ``bytes`` codec: ``little`` or ``big``."""
+    cname: str
+    """blosc compressor name."""
+    clevel: int
+    """blosc compression level."""
+    shuffle: str
+    """blosc shuffle: ``noshuffle``, ``shuffle`` or ``bitshuffle``."""
+    typesize: int
+    """blosc type size in bytes."""
+    blocksize: int
+    """blosc block size (0: automatic)."""
+    key_encoding: str
+    """Chunk key encoding name: ``default`` or ``v2``."""
+    separator: str
+    """Chunk key separator."""
+    array: str = "reflectance"
+    """Name of the array (first part of the key)."""
+
+    def key(self, view: int) -> str:
+        """Object key, relative to the cube, of the chunk holding ``view``."""
+        coords = [str(int(view))] + ["0"] * (len(self.chunk_shape) - 1)
+        if self.key_encoding == "default":
+            return f"{self.array}/" + self.separator.join(["c", *coords])
+        return f"{self.array}/" + self.separator.join(coords)
+
+    def is_fill(self, view: np.ndarray) -> bool:
+        """True if every value of ``view`` is the fill value (zarr stores no object for such a chunk)."""
+        return bool(np.all(np.asarray(view) == self.fill_value))
+
+    def encode(self, view: np.ndarray) -> bytes:
+        """The stored bytes of one view's chunk: exactly what zarr writes for ``reflectance[v] = view``.
+
+        Args:
+            view: ``(band, y, x)`` (or ``(1, band, y, x)``) array of the chunk's values.
+
+        Raises:
+            ValueError: the array's shape is not the chunk's.
+        """
+        import numcodecs
+
+        arr = np.asarray(view)
+        if arr.shape != self.chunk_shape and arr.shape != self.chunk_shape[1:]:
+            raise ValueError(f"a view chunk has shape {self.chunk_shape[1:]}, got {arr.shape}")
+        dtype = np.dtype(self.data_type).newbyteorder("<" if self.endian == "little" else ">")
+        raw = np.ascontiguousarray(arr, dtype=dtype).reshape(-1).view(np.uint8)
+        codec = numcodecs.Blosc(cname=self.cname, clevel=self.clevel, shuffle=_BLOSC_SHUFFLE[self.shuffle],
+                                blocksize=self.blocksize, typesize=self.typesize)
+        return bytes(codec.encode(raw))
+
+
+def view_chunk_format(url: str, *, storage_options: Mapping[str, Any] | None = None, array: str = "reflectance") -> ViewChunkFormat:
+    """Read how ``array`` of the cube at ``url`` encodes and names its chunks (from its ``zarr.json``).
+
+    Raises:
+        UnsupportedChunkFormatError: the array is sharded, or its codecs are not
+            ``bytes`` followed by ``blosc`` (write through zarr instead).
+    """
+    from spectralearth.platform.storage import read_bytes
+
+    meta = json.loads(read_bytes(join(url, array, "zarr.json"), storage_options))
+    codecs = meta.get("codecs") or []
+    names = [c.get("name") for c in codecs]
+    if names != ["bytes", "blosc"]:
+        raise UnsupportedChunkFormatError(f"{array}: codecs {names} (only ['bytes', 'blosc'] can be written directly)")
+    if (meta.get("chunk_grid") or {}).get("name") != "regular" or meta.get("storage_transformers"):
+        raise UnsupportedChunkFormatError(f"{array}: only a regular chunk grid without storage transformers can be written directly")
+    kenc = meta.get("chunk_key_encoding") or {"name": "default"}
+    if kenc.get("name") not in ("default", "v2"):
+        raise UnsupportedChunkFormatError(f"{array}: unknown chunk key encoding {kenc.get('name')!r}")
+    sep = (kenc.get("configuration") or {}).get("separator", "/" if kenc["name"] == "default" else ".")
+    blosc = codecs[1].get("configuration") or {}
+    shape = tuple(int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"])
+    if shape[0] != 1:
+        raise UnsupportedChunkFormatError(f"{array}: a chunk holds {shape[0]} views (one view per chunk can be written directly)")
+    return ViewChunkFormat(
+        chunk_shape=shape,
+        data_type=str(meta["data_type"]),
+        fill_value=int(meta["fill_value"]),
+        endian=str((codecs[0].get("configuration") or {}).get("endian", "little")),
+        cname=str(blosc["cname"]),
+        clevel=int(blosc["clevel"]),
+        shuffle=str(blosc.get("shuffle", "noshuffle")),
+        typesize=int(blosc.get("typesize") or np.dtype(str(meta["data_type"])).itemsize),
+        blocksize=int(blosc.get("blocksize", 0)),
+        key_encoding=str(kenc["name"]),
+        separator=str(sep),
+        array=array,
+    )
+
+
+def write_view_bytes(fs, path: str, data: bytes) -> None:
+    """Store one whole chunk object at ``path`` of the fsspec filesystem ``fs``.
+
+    Local files are written to a temporary sibling and renamed into place (as zarr's
+    ``LocalStore`` does); on object stores one PUT is a whole object.
+    """
+    import os
+    import uuid
+
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if "file" in protocols or "local" in protocols:
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)

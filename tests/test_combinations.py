@@ -162,12 +162,12 @@ def test_cli_overlaps_then_combinations(tmp_path, capsys):
               rng.uniform(0, 90), i) for i in range(12)]
     tiles = rectangles_frame(specs)
     _write_catalog(catalog, tiles)
-    assert main(["combinations", "--catalog", catalog, "--sync"]) == 1
+    assert main(["combinations", "--catalog", catalog, "--cluster", "sync"]) == 1
     assert "run `spectralearth overlaps` first" in capsys.readouterr().err
     png = str(tmp_path / "graph.png")
-    assert main(["overlaps", "--catalog", catalog, "--sync", "--plot", png]) == 0
+    assert main(["overlaps", "--catalog", catalog, "--cluster", "sync", "--plot", png]) == 0
     assert "overlap graph" in capsys.readouterr().out
-    assert main(["combinations", "--catalog", catalog, "--sync", "--beam", "4"]) == 0
+    assert main(["combinations", "--catalog", catalog, "--cluster", "sync", "--beam", "4"]) == 0
     assert "temporal combinations" in capsys.readouterr().out
     got = gpd.read_parquet(tmp_path / "catalog" / "combinations.parquet")
     expected = naive_combinations(tiles, naive_edges(tiles), params=CombinationParams(beam=4))
@@ -175,7 +175,7 @@ def test_cli_overlaps_then_combinations(tmp_path, capsys):
     assert open(png, "rb").read(4) == b"\x89PNG"
     empty = str(tmp_path / "empty")
     _write_catalog(empty, tiles.iloc[:0])
-    assert main(["overlaps", "--catalog", empty, "--sync"]) == 1
+    assert main(["overlaps", "--catalog", empty, "--cluster", "sync"]) == 1
     assert capsys.readouterr().err.startswith("overlaps: ")
 
 

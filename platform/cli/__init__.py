@@ -55,6 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # dask's in-process scheduler logs every worker start/stop at INFO: keep that for -v.
+    # distributed applies this config when it is first imported, and again below if it already was.
+    import dask
+
+    if not args.verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+    dist_level = "info" if args.verbose else "warning"
+    dask.config.set({"logging.distributed": dist_level})
+    for name in ("distributed", "dask_gateway", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -18,7 +18,12 @@ __all__ = [
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the hand-written layout of descriptions and show defaults."""
+    """Keep the hand-written layout of descriptions and show defaults (except empty ones)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_storage_args(parser: argparse.ArgumentParser) -> None:

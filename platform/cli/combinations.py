@@ -7,7 +7,6 @@ import json
 import sys
 
 from spectralearth.platform.cli import _common
-from spectralearth.platform.cli.overlaps import add_cluster_args, cluster_from_args
 
 _DESCRIPTION = """\
 Find the sets of tiles (distinct acquisitions) whose footprints share at least
@@ -46,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--patch-px", type=int, default=128, metavar="PX", help="patch side in pixels")
     p.add_argument("--pixel-m", type=float, default=30.0, metavar="M", help="pixel size in metres")
     p.add_argument("--max-n", type=int, default=None, metavar="N", help="largest tuple size (None: no limit)")
-    add_cluster_args(p)
+    _common.add_cluster_args(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _common.add_storage_args(p)
     p.set_defaults(func=run)
@@ -60,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         report = combinations_job(
             args.catalog,
             storage_options=_common.storage_options_from_args(args),
-            cluster=cluster_from_args(args),
+            cluster=_common.cluster_spec_from_args(args),
             params=params,
         )
     except (FileNotFoundError, ValueError) as exc:

@@ -49,29 +49,10 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="PNG", default=None, help="also draw the map (footprints by degree, edges) to this PNG")
     p.add_argument("--min-area", type=float, default=1.0, metavar="M2", help="smallest intersection (m²) that makes an edge")
     p.add_argument("--partitions", type=int, default=None, metavar="N", help="partitions of the spatial join (None: ~8,000 tiles each)")
-    add_cluster_args(p)
+    _common.add_cluster_args(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _common.add_storage_args(p)
     p.set_defaults(func=run)
-
-
-def add_cluster_args(p: argparse.ArgumentParser) -> None:
-    """--scheduler / --workers / --sync, shared with `combinations`."""
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--scheduler", metavar="ADDRESS", default=None, help="run on this dask scheduler instead of a local cluster")
-    g.add_argument("--sync", action="store_true", help="no cluster: run in this process (threads)")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="local cluster workers (None: one per core, at most 4)")
-
-
-def cluster_from_args(args: argparse.Namespace):
-    """The ClusterSpec the cluster arguments ask for."""
-    from spectralearth.platform.cluster import ClusterSpec
-
-    if args.scheduler:
-        return ClusterSpec(kind="scheduler", address=args.scheduler)
-    if args.sync:
-        return ClusterSpec(kind="sync")
-    return ClusterSpec(kind="local", n_workers=args.workers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         report = overlaps_job(
             args.catalog,
             storage_options=_common.storage_options_from_args(args),
-            cluster=cluster_from_args(args),
+            cluster=_common.cluster_spec_from_args(args),
             plot=args.plot,
             min_area_m2=args.min_area,
             npartitions=args.partitions,

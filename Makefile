@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: install
+	rm -rf $(DEMO)
 	$(VENV)/bin/spectralearth synth $(DEMO)/archive --tiles 16 --tile-size 384 --seed 7
 	$(VENV)/bin/spectralearth build $(DEMO)/archive --out $(DEMO) --workers 2
+	$(VENV)/bin/spectralearth overlaps --catalog $(DEMO)/catalog --cluster sync --plot $(DEMO)/overlaps.png > /dev/null
 	@echo
 	@echo "Demo finished. Look at:"
 	@echo "  $(DEMO)/archive                 synthetic EnMAP L2A products"
@@ -30,6 +32,7 @@ demo: install
 	@echo "  $(DEMO)/catalog/patches.parquet the patch plan (views.parquet beside it, plan-report.json)"
 	@echo "  $(DEMO)/cube.zarr               the patch cube: python -c \"import xarray; print(xarray.open_zarr('$(DEMO)/cube.zarr'))\""
 	@echo "  $(DEMO)/build-report.json       counts per stage, quarantined products, timings"
+	@echo "  $(DEMO)/overlaps.png            map of the footprints coloured by overlap degree"
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

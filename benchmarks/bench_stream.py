@@ -8,10 +8,14 @@ One run, one cube, one machine. Writes ``benchmarks/results/stream.json``:
   and from a SeaweedFS S3 server started here (read in this process, I/O threads);
 * ``reference_s3``: the SpectralEarth loading pattern: one 202-band GeoTIFF per view
   in ``<location>/<tile>.tif`` folders on the same S3, one ``rasterio`` read per sample;
-* ``workers``: RSS per DataLoader worker and time to the first batch (2 workers).
+* ``workers``: time to the first batch and memory of 2 forked DataLoader workers over S3;
+* ``worker_memory``: memory per DataLoader worker (forkserver) on two cube sizes.
 
-Per-core figures are samples per CPU-second of the reading process(es): the S3
-server's own CPU is left out (in production it is a remote service).
+Per-core figures are samples per CPU-second of the reading process (all its
+threads): the S3 server's own CPU is left out (in production it is a remote
+service). Throughput figures are the median of ``--repeats`` runs; the 1-minute
+load average at the start and end is recorded (the run waits up to 10 minutes
+for it to fall to 2.5 first).
 
     python benchmarks/bench_stream.py [--patches 90]
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -39,13 +44,19 @@ from spectralearth.platform.stream import PatchStream  # noqa: E402
 from spectralearth.platform.throughput import _cpu, measure_throughput  # noqa: E402
 
 
-class WorkerRSS:
-    """Peak RSS of any single child process (the DataLoader workers), sampled in a thread."""
+class WorkerMemory:
+    """Memory of each child process (the DataLoader workers), sampled in a thread.
+
+    RSS counts pages shared with the parent (a forked worker starts with the
+    parent's whole resident set); USS (pages only this worker maps) is its own
+    cost, PSS splits the shared pages among the processes that map them.
+    """
 
     def __init__(self) -> None:
         import threading
 
-        self.peak = 0
+        self.first: dict[int, dict] = {}
+        self.peak: dict[int, dict] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -54,16 +65,29 @@ class WorkerRSS:
 
         me = psutil.Process()
         while not self._stop.is_set():
-            for p in me.children(recursive=False):
+            for p in me.children(recursive=True):
                 try:
                     if p.name().startswith("weed"):
                         continue
-                    self.peak = max(self.peak, p.memory_info().rss)
+                    m = p.memory_full_info()
                 except psutil.Error:
                     continue
-            self._stop.wait(0.05)
+                now = {"rss": m.rss / 2**20, "uss": m.uss / 2**20, "pss": m.pss / 2**20}
+                self.first.setdefault(p.pid, now)
+                peak = self.peak.setdefault(p.pid, dict(now))
+                for k, v in now.items():
+                    peak[k] = max(peak[k], v)
+            self._stop.wait(0.1)
 
-    def __enter__(self) -> "WorkerRSS":
+    def summary(self) -> dict:
+        """Largest peak over the workers, and their first sample (right after start)."""
+        workers = [pid for pid, m in self.peak.items() if m["uss"] > 0]
+        out = {f"peak_{k}_mb": max((self.peak[p][k] for p in workers), default=0.0) for k in ("rss", "uss", "pss")}
+        out.update({f"start_{k}_mb": max((self.first[p][k] for p in workers), default=0.0) for k in ("rss", "uss")})
+        out["processes"] = len(workers)
+        return out
+
+    def __enter__(self) -> "WorkerMemory":
         self._thread.start()
         return self
 
@@ -72,20 +96,64 @@ class WorkerRSS:
         self._thread.join()
 
 
+def median_run(fn, repeats: int) -> dict:
+    """Run ``fn`` (returning a dict with ``samples_per_cpu_s``) and keep the median run, and all figures."""
+    runs = [fn() for _ in range(repeats)]
+    runs.sort(key=lambda r: r["samples_per_cpu_s"])
+    return {**runs[len(runs) // 2], "repeats": [r["samples_per_cpu_s"] for r in runs]}
+
+
+def paired_runs(fn, floor, repeats: int) -> dict:
+    """``repeats`` pairs (decode floor, then ``fn``) back to back: each ratio sees the same machine load.
+
+    Returns the median run of ``fn``, all its figures, the floor of each pair, and
+    ``vs_floor``, the median of the per-pair ratios.
+    """
+    pairs = []
+    for _ in range(repeats):
+        f = floor()["samples_per_cpu_s"]
+        r = fn()
+        pairs.append((r["samples_per_cpu_s"] / f, f, r))
+    pairs.sort(key=lambda p: p[0])
+    ratio, _, mid = pairs[len(pairs) // 2]
+    return {**mid, "repeats": [p[2]["samples_per_cpu_s"] for p in pairs], "floors": [p[1] for p in pairs],
+            "vs_floor_repeats": [p[0] for p in pairs], "vs_floor": ratio}
+
+
+def wait_for_quiet(limit: float = 2.5, max_wait_s: float = 600.0) -> float:
+    """Wait (up to ``max_wait_s``) for the 1-minute load average to drop to ``limit``; return it."""
+    t0 = time.monotonic()
+    while os.getloadavg()[0] > limit and time.monotonic() - t0 < max_wait_s:
+        print(f"load {os.getloadavg()[0]:.1f} > {limit}: waiting", flush=True)
+        time.sleep(60)
+    return os.getloadavg()[0]
+
+
 def decode_floor(cube: str, n_views: int, shape) -> dict:
     from numcodecs import blosc
 
     raws = [Path(cube, view_chunk_key(v)).read_bytes() for v in range(n_views)]
     out = np.empty(shape, "<i2")
-    for raw in raws[:3]:
-        blosc.decompress(raw, out)
-    c0, t0 = _cpu(), time.perf_counter()
-    for raw in raws:
-        blosc.decompress(raw, out)
-    cpu, wall = _cpu() - c0, time.perf_counter() - t0
+    blosc.use_threads = False  # one thread, like each of the stream's decoding threads
+    try:
+        for raw in raws[:3]:
+            blosc.decompress(raw, out)
+        c0, t0 = _cpu(), time.perf_counter()
+        for raw in raws:
+            blosc.decompress(raw, out)
+        cpu, wall = _cpu() - c0, time.perf_counter() - t0
+    finally:
+        blosc.use_threads = None
     return {"samples": n_views, "cpu_seconds": cpu, "seconds": wall, "samples_per_cpu_s": n_views / cpu,
             "compressed_mb_per_view": float(np.mean([len(r) for r in raws]) / 1e6),
             "compression_ratio": float(out.nbytes / np.mean([len(r) for r in raws]))}
+
+
+def worker_memory(url: str, stream, *, num_workers: int = 2, context: str = "forkserver") -> dict:
+    """One pass with DataLoader workers; their memory and the time to the first batch."""
+    with WorkerMemory() as mem:
+        t = measure_throughput(stream(url), num_workers=num_workers, multiprocessing_context=context)
+    return {**t.as_dict(), "num_workers": num_workers, "context": context, **mem.summary()}
 
 
 def write_reference(cube: str, root: Path) -> list[Path]:
@@ -129,8 +197,12 @@ def reference_read(urls: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patches", type=int, default=90)
+    ap.add_argument("--big-patches", type=int, default=300, help="the larger cube of the worker-memory check")
     ap.add_argument("--io-threads", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
+    result: dict = {"load_wait_start": os.getloadavg()[0]}
+    result["load_start"] = wait_for_quiet()
     cfg = SampleCube(n_patches=args.patches, multi_date_fraction=0.3, seed=0)
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         tmp = Path(tmp)
@@ -139,18 +211,31 @@ def main() -> None:
         spec = write_sample_cube(cube, cfg)
         print(f"cube: {spec.n_views} views, {spec.n_patches} patches, written in {time.perf_counter() - t0:.0f} s")
         shape = (spec.n_bands, spec.patch_px, spec.patch_px)
-        result: dict = {"cube": {"views": spec.n_views, "patches": spec.n_patches, "bands": spec.n_bands,
-                                 "patch_px": spec.patch_px}, "io_threads": args.io_threads}
-        result["floor"] = decode_floor(cube, spec.n_views, shape)
+        result.update({"cube": {"views": spec.n_views, "patches": spec.n_patches, "bands": spec.n_bands,
+                                "patch_px": spec.patch_px}, "io_threads": args.io_threads,
+                       "repeats": args.repeats})
+        result["floor"] = median_run(lambda: decode_floor(cube, spec.n_views, shape), args.repeats)
         print("floor", result["floor"])
 
         def stream(url, **kw):
             return PatchStream(url, every_view=True, batch_size=8, io_threads=args.io_threads, seed=0, **kw)
 
+        # worker memory on two cube sizes (forkserver: workers do not inherit this process's heap)
+        big = str(tmp / "cube-big")
+        big_spec = write_sample_cube(big, SampleCube(n_patches=args.big_patches, multi_date_fraction=0.3, seed=1))
+        memory = {}
+        for name, url, views in (("small", cube, spec.n_views), ("large", big, big_spec.n_views)):
+            memory[name] = {"views": views, **worker_memory(url, stream)}
+            print("worker memory", name, memory[name])
+        shutil.rmtree(big)
+        result["worker_memory"] = {**memory, "prefetch_mb": stream(cube).prefetch_bytes / 2**20,
+                                   "batch_mb": 8 * int(np.prod(shape)) * 2 / 2**20}
+
         warm = stream(cube)
         warm.index  # the index is read once per process; the figures are for steady streaming
         measure_throughput(warm, max_batches=2)  # warm the page cache: local = disk cache, as S3's server has
-        result["stream_local"] = measure_throughput(warm).as_dict()
+        floor = lambda: decode_floor(cube, spec.n_views, shape)  # noqa: E731
+        result["stream_local"] = paired_runs(lambda: measure_throughput(warm).as_dict(), floor, args.repeats)
         print("local", result["stream_local"])
 
         secret = secrets.token_hex(16)
@@ -169,19 +254,17 @@ def main() -> None:
             result["reference_mb_per_view"] = float(np.mean([p.stat().st_size for p in paths]) / 1e6)
 
             s3_cube = "s3://bench/cube"
-            # worker RSS and time to first batch first: this process has not started obstore yet (fork-safe)
-            with WorkerRSS() as rss:
-                workers = measure_throughput(stream(s3_cube), num_workers=2)
-            result["workers"] = {**workers.as_dict(), "num_workers": 2, "peak_rss_single_mb": rss.peak / 2**20,
+            # time to first batch with forked workers: this process has not started obstore yet (fork-safe)
+            result["workers"] = {**worker_memory(s3_cube, stream, context="fork"),
                                  "prefetch_mb": stream(s3_cube).prefetch_bytes / 2**20}
             print("workers", result["workers"])
             warm = stream(s3_cube)
             warm.index
             measure_throughput(warm, max_batches=2)
-            result["stream_s3"] = measure_throughput(warm).as_dict()
+            result["stream_s3"] = paired_runs(lambda: measure_throughput(warm).as_dict(), floor, args.repeats)
             print("s3", result["stream_s3"])
             reference_read(urls[:3])
-            result["reference_s3"] = reference_read(urls)
+            result["reference_s3"] = median_run(lambda: reference_read(urls), args.repeats)
             print("reference", result["reference_s3"])
 
         pos = [int(s["view"]) for s in PatchStream(cube, every_view=True, seed=0, io_threads=1)]
@@ -190,10 +273,10 @@ def main() -> None:
         result["shuffle_quality"] = {"spearman_default": shuffle_quality(np.array(pos)),
                                      "spearman_block8_window32": shuffle_quality(np.array(blocky)),
                                      "spearman_no_shuffle": 1.0}
-    floor = result["floor"]["samples_per_cpu_s"]
+    result["load_end"] = os.getloadavg()[0]
     result["ratios"] = {
-        "local_vs_floor": result["stream_local"]["samples_per_cpu_s"] / floor,
-        "s3_vs_floor": result["stream_s3"]["samples_per_cpu_s"] / floor,
+        "local_vs_floor": result["stream_local"]["vs_floor"],
+        "s3_vs_floor": result["stream_s3"]["vs_floor"],
         "s3_vs_reference": result["stream_s3"]["samples_per_cpu_s"] / result["reference_s3"]["samples_per_cpu_s"],
     }
     print("ratios", result["ratios"])

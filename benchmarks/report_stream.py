@@ -43,12 +43,32 @@ def render(r: dict) -> str:
     for name, per_cpu, wall, ratio in rows:
         out.append(f"| {name} | {per_cpu:.0f} | {'' if wall is None else f'{wall:.0f}'} | {ratio} |")
     w = r["workers"]
+    wm = r["worker_memory"]
     out += [
         "",
+        f"Each ratio is the median over {r['repeats']} runs of the stream, each paired with a decode-floor "
+        f"run just before it (same load); 1-minute load average {r['load_start']:.1f} at the start, "
+        f"{r['load_end']:.1f} at the end (2 CPUs).",
+        "",
         f"Stream vs GeoTIFF-per-view reading (per core, S3): **{r['ratios']['s3_vs_reference']:.1f}x**. "
-        f"Time to first batch (2 workers, S3): **{w['first_batch_s']:.2f} s**. Peak RSS of one DataLoader "
-        f"worker: **{w['peak_rss_single_mb']:.0f} MB** (prefetch bound + index; independent of the cube's size "
-        "apart from the ~40 bytes per patch of index arrays).",
+        f"Time to first batch (2 forked workers, S3): **{w['first_batch_s']:.2f} s**.",
+        "",
+        f"Memory of one DataLoader worker (2 workers, batches of 8 = {wm['batch_mb']:.0f} MB, "
+        f"prefetch_bytes = {wm['prefetch_mb']:.0f} MB). USS is what the worker itself holds; RSS also counts "
+        "pages shared with the parent (a forked worker starts with the parent's whole resident set, which is "
+        "what a plain RSS figure mostly shows):",
+        "",
+        "| cube | workers | peak USS MB | peak PSS MB | peak RSS MB | USS at start MB |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name in ("small", "large"):
+        m = wm[name]
+        out.append(f"| {m['views']} views, local | {m['context']} | {m['peak_uss_mb']:.0f} | {m['peak_pss_mb']:.0f} "
+                   f"| {m['peak_rss_mb']:.0f} | {m['start_uss_mb']:.0f} |")
+    out += [
+        f"| {r['cube']['views']} views, S3 | {w['context']} | {w['peak_uss_mb']:.0f} | {w['peak_pss_mb']:.0f} "
+        f"| {w['peak_rss_mb']:.0f} | {w['start_uss_mb']:.0f} |",
+        "",
         f"Shuffle quality (Spearman correlation of yield order and storage position; 0 is ideal): "
         f"default {r['shuffle_quality']['spearman_default']:+.3f}, block 8 + window 32 "
         f"{r['shuffle_quality']['spearman_block8_window32']:+.3f}, no shuffle +1.",

@@ -2,10 +2,12 @@
 
 Work is one dask task per source tile: the task opens the tile's SPECTRAL_IMAGE once,
 reads each of its planned 128×128 windows once (only the selected bands; windows
-in row order so the GDAL block cache serves blocks shared by neighbours), writes
-each view into ``reflectance[view]`` (one chunk = one object per view; views belong
-to exactly one tile, so no two tasks ever write the same object), accumulates the
-band moments of its pixels and finally writes a done-marker
+in row order so the GDAL block cache serves blocks shared by neighbours), encodes
+each view with the ``reflectance`` array's own codec chain (read from its metadata)
+and stores it as one object at its chunk key, byte for byte what zarr would write
+(one chunk = one object per view; views belong to exactly one tile, so no two tasks
+ever write the same object; sharded cubes go through zarr), accumulates the band
+moments of its pixels and finally writes a done-marker
 ``CUBE/_progress/tile-<row>.json`` (plan fingerprint, SHA-256 of each view's raw
 pixels, moments, nodata counts).
 

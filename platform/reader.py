@@ -78,7 +78,11 @@ class ChunkSource(Protocol):
     url: str
 
     def get(self, key: str) -> bytes | memoryview:
-        """The object's bytes; raises ``_NotFound`` when it does not exist."""
+        """The object's bytes; raises ``_NotFound`` when it does not exist.
+
+        The result may be a view of a buffer that the next ``get`` on the same
+        thread overwrites: decode it before reading the next object.
+        """
         ...
 
 
@@ -96,17 +100,34 @@ class RetryPolicy:
     """Extra reads of an object that did not decode, before calling it corrupt."""
 
 
+_read_buffers = threading.local()
+
+
 class _LocalSource:
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None) -> None:
         _, self.root = filesystem(url, storage_options)
         self.url = url
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str) -> memoryview:
+        # read into a buffer reused by this thread: no allocation (and its page
+        # faults, and malloc-arena growth) per object
         try:
-            with open(os.path.join(self.root, key), "rb") as f:
-                return f.read()
+            f = open(os.path.join(self.root, key), "rb", buffering=0)
         except FileNotFoundError:
             raise _NotFound(key) from None
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            buf = getattr(_read_buffers, "buf", None)
+            if buf is None or len(buf) < size + 1:
+                buf = _read_buffers.buf = bytearray(max(size + 1, 2 * len(buf or b"")))
+            view = memoryview(buf)
+            got = 0
+            while got <= size:  # one byte more than the size: a file that grew is read whole or caught
+                n = f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            return view[:got]
 
 
 class _FsspecSource:

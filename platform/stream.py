@@ -21,13 +21,14 @@ and :meth:`PatchStream.state_dict` needs only that count.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from spectralearth.platform.cube import open_cube
 from spectralearth.platform.normalize import BandNormalize
@@ -90,6 +91,39 @@ class _Index:
         self.band_mean = np.asarray(group["band_mean"][:], np.float32)
         self.band_std = np.asarray(group["band_std"][:], np.float32)
         self.n_patches = self.view_start.size
+
+
+class _BatchBuffers:
+    """Batch buffers that views are decoded into, without a copy on the way out.
+
+    In a DataLoader worker a buffer is allocated in shared memory, so sending the
+    batch to the main process passes a handle instead of copying it (the main
+    process owns it from then on: never reused). In the iterating process itself
+    a buffer whose tensors the consumer has dropped is reused, which saves the
+    page faults and zeroing of a fresh allocation per batch; at most ``keep``
+    buffers are held for reuse.
+    """
+
+    def __init__(self, *, in_worker: bool, keep: int) -> None:
+        self.in_worker = in_worker
+        self.keep = keep
+        self._held: list[np.ndarray] = []
+
+    def take(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, np.ndarray]:
+        """A ``(tensor, ndarray)`` pair over the same int16 memory of ``shape``."""
+        if self.in_worker:
+            storage = torch.UntypedStorage._new_shared(int(np.prod(shape)) * 2)
+            image = torch.tensor([], dtype=torch.int16).set_(storage, 0, shape)
+            return image, image.numpy()
+        for buf in self._held:
+            # references: the list, the loop variable and getrefcount's argument; any
+            # tensor or view the consumer still holds keeps the array alive and adds one
+            if buf.shape == shape and sys.getrefcount(buf) <= 3:
+                return torch.from_numpy(buf), buf
+        buf = np.empty(shape, dtype=np.int16)
+        if len(self._held) < self.keep:
+            self._held.append(buf)
+        return torch.from_numpy(buf), buf
 
 
 class PatchStream(IterableDataset):
@@ -293,48 +327,56 @@ class PatchStream(IterableDataset):
         k = views.shape[1]
         groups = ranges if self.batch_size else [range(i, i + 1) for i in mine]
         scratch = threading.local()
-
-        def tasks():
-            # one buffer per batch; each view is decoded straight into its slot (no stacking copy)
-            for r in groups:
-                buf = np.empty((len(r), k, *out_shape), dtype=np.int16)
-                for j, i in enumerate(r):
-                    for t in range(k):
-                        yield int(views[i, t]), buf, j, t
-
-        def read(task) -> np.ndarray:
-            view, buf, j, t = task
-            patch = int(idx.view_patch[view])
-            if band_index is None:
-                read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=buf[j, t])
-            else:
-                tmp = getattr(scratch, "buf", None)
-                if tmp is None:
-                    tmp = scratch.buf = np.empty(shape, dtype=np.int16)
-                read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=tmp)
-                np.take(tmp, band_index, axis=0, out=buf[j, t])
-            return buf
-
         view_bytes = int(np.prod(out_shape)) * 2
         depth = max(self.io_threads, self.prefetch_bytes // max(view_bytes, 1))
-        done = prefetch_map(read, tasks(), threads=self.io_threads, depth=depth)
+        buffers = _BatchBuffers(in_worker=get_worker_info() is not None,
+                                keep=-(-depth // (len(groups[0]) * k)) + 2)
+
+        # one buffer per batch, each view decoded straight into its slot (no stacking copy);
+        # a task reads a run of a batch's views, so that a batch is split over the
+        # I/O threads with as few hand-offs between threads as that allows
+        per_task = max(1, -(-len(groups[0]) * k // max(self.io_threads, 1)))
+
+        def tasks():
+            for r in groups:
+                image, buf = buffers.take((len(r), k, *out_shape))
+                slots = [(int(views[i, t]), j, t) for j, i in enumerate(r) for t in range(k)]
+                for s in range(0, len(slots), per_task):
+                    yield image, buf, slots[s:s + per_task]
+
+        def read(task) -> torch.Tensor:
+            image, buf, slots = task
+            for view, j, t in slots:
+                patch = int(idx.view_patch[view])
+                if band_index is None:
+                    read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=buf[j, t])
+                else:
+                    tmp = getattr(scratch, "buf", None)
+                    if tmp is None:
+                        tmp = scratch.buf = np.empty(shape, dtype=np.int16)
+                    read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=tmp)
+                    np.take(tmp, band_index, axis=0, out=buf[j, t])
+            return image
+
+        done = prefetch_map(read, tasks(), threads=self.io_threads, depth=-(-depth // per_task))
         try:
             for r in groups:
-                buf = None
-                for _ in range(len(r) * k):
-                    buf = next(done)
+                image = None
+                for _ in range(-(-len(r) * k // per_task)):
+                    image = next(done)
                 rows = np.fromiter(r, dtype=np.int64, count=len(r))
-                item = self._batch(buf, positions[rows], views[rows], idx)
+                item = self._batch(image, positions[rows], views[rows], idx)
+                image = None
                 yield item if self.batch_size else {key: value[0] for key, value in item.items()}
+                del item
         finally:
             done.close()
 
-    def _batch(self, buf: np.ndarray, positions: np.ndarray, views: np.ndarray, idx: _Index) -> dict:
+    def _batch(self, image: torch.Tensor, positions: np.ndarray, views: np.ndarray, idx: _Index) -> dict:
         single = views.shape[1] == 1
-        image = torch.from_numpy(buf[:, 0] if single else buf)
         view = views[:, 0] if single else views
         return {
-            "image": image,
+            "image": image[:, 0] if single else image,
             "patch": torch.from_numpy(idx.view_patch[views[:, 0]]),
             "view": torch.from_numpy(np.ascontiguousarray(view, dtype=np.int64)),
             "time": torch.from_numpy(np.ascontiguousarray(idx.view_time[view])),

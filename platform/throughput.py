@@ -25,7 +25,10 @@ class Throughput:
     megabytes: float
     """Decoded image bytes delivered (MB, 10^6 bytes)."""
     cpu_seconds: float
-    """CPU time of this process and its finished children (user + system)."""
+    """CPU time of the reading processes (user + system): this process when it reads
+    itself, the DataLoader workers otherwise."""
+    consumer_cpu_seconds: float = 0.0
+    """CPU time of this process while DataLoader workers read (0 when it reads itself)."""
 
     @property
     def samples_per_s(self) -> float:
@@ -45,10 +48,10 @@ class Throughput:
                 "samples_per_cpu_s": self.samples_per_cpu_s}
 
 
-def _cpu() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+def _cpu(who: int = resource.RUSAGE_SELF) -> float:
+    """CPU seconds (user + system) of this process (all threads) or of its reaped children."""
+    use = resource.getrusage(who)
+    return use.ru_utime + use.ru_stime
 
 
 def measure_throughput(stream, *, num_workers: int = 0, max_batches: int | None = None,
@@ -63,7 +66,7 @@ def measure_throughput(stream, *, num_workers: int = 0, max_batches: int | None 
     """
     from torch.utils.data import DataLoader
 
-    cpu0 = _cpu()
+    cpu0, kids0 = _cpu(), _cpu(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     loader = DataLoader(stream, batch_size=None, num_workers=num_workers,
                         multiprocessing_context=multiprocessing_context if num_workers else None)
@@ -80,5 +83,7 @@ def measure_throughput(stream, *, num_workers: int = 0, max_batches: int | None 
             break
     del loader  # joins the workers, so their CPU time is counted
     seconds = time.perf_counter() - t0
-    return Throughput(samples=samples, seconds=seconds, first_batch_s=first or 0.0,
-                      megabytes=nbytes / 1e6, cpu_seconds=_cpu() - cpu0)
+    own = _cpu() - cpu0
+    workers = _cpu(resource.RUSAGE_CHILDREN) - kids0
+    return Throughput(samples=samples, seconds=seconds, first_batch_s=first or 0.0, megabytes=nbytes / 1e6,
+                      cpu_seconds=workers if num_workers else own, consumer_cpu_seconds=own if num_workers else 0.0)

@@ -159,6 +159,19 @@ def test_multiprocessing_contexts_yield_the_same_samples(local_cube, ctx):
     assert got == _run(local_cube, mode="pair", seed=2)
 
 
+
+def test_batches_the_consumer_holds_are_never_overwritten(local_cube):
+    group = open_cube(local_cube)
+    stream = PatchStream(local_cube, every_view=True, batch_size=BATCH, io_threads=2, prefetch_bytes=1)
+    held = list(stream)  # buffers of dropped batches are reused; these stay referenced
+    kept_views = [held[0]["image"][0].clone(), held[-1]["image"][-1].clone()]
+    tail = [b["image"][0] for b in stream]  # keep only a view of each batch's first sample
+    for batch in held:
+        for image, view in zip(batch["image"], batch["view"].tolist()):
+            assert np.array_equal(image.numpy(), group["reflectance"][view])
+    assert torch.equal(held[0]["image"][0], kept_views[0]) and torch.equal(held[-1]["image"][-1], kept_views[1])
+    assert all(torch.equal(t, h["image"][0]) for t, h in zip(tail, held))
+
 def _break_chunk(url, options, view, data: bytes | None) -> str:
     fs, root = filesystem(url, options)
     key = view_chunk_key(view)

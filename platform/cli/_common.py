@@ -21,7 +21,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keep the hand-written layout of descriptions and show defaults (except empty ones)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (action.help or ""):
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or "%(default)" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -117,8 +118,9 @@ def cluster_spec_from_args(args: argparse.Namespace):
         raise SystemExit(f"cluster options: {exc}") from None
 
 
-def print_summary(title: str, rows: dict[str, Any], *, file=sys.stdout) -> None:
-    """Print an aligned key/value summary block."""
+def print_summary(title: str, rows: dict[str, Any], *, file=None) -> None:
+    """Print an aligned key/value summary block (to stdout unless ``file`` is given)."""
+    file = file or sys.stdout
     width = max((len(k) for k in rows), default=0)
     print(title, file=file)
     for key, value in rows.items():

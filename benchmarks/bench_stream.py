@@ -239,7 +239,7 @@ def main() -> None:
         print("local", result["stream_local"])
 
         secret = secrets.token_hex(16)
-        with SeaweedServer(tmp / "s3", access_key="bench", secret_key=secret, volume_size_limit_mb=1024) as s3:
+        with SeaweedServer(tmp / "s3", access_key="bench", secret_key=secret, volume_size_limit_mb=1024, die_with_parent=True) as s3:
             os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": secret,
                                "AWS_DEFAULT_REGION": "us-east-1", "SPECTRALEARTH_S3_ENDPOINT": s3.endpoint_url})
             import s3fs

@@ -51,7 +51,10 @@ def render(r: dict) -> str:
         f"{r['load_end']:.1f} at the end (2 CPUs).",
         "",
         f"Stream vs GeoTIFF-per-view reading (per core, S3): **{r['ratios']['s3_vs_reference']:.1f}x**. "
-        f"Time to first batch (2 forked workers, S3): **{w['first_batch_s']:.2f} s**.",
+        f"Time to first batch (2 forked workers, S3): **{w['first_batch_s']:.2f} s**. Through DataLoader "
+        f"workers (their CPU only, start-up and imports included, so short runs understate the steady state): "
+        f"{w['samples_per_cpu_s']:.0f} samples per CPU-second over {w['samples']} views (fork, S3), "
+        f"{wm['large']['samples_per_cpu_s']:.0f} over {wm['large']['samples']} views (forkserver, local).",
         "",
         f"Memory of one DataLoader worker (2 workers, batches of 8 = {wm['batch_mb']:.0f} MB, "
         f"prefetch_bytes = {wm['prefetch_mb']:.0f} MB). USS is what the worker itself holds; RSS also counts "

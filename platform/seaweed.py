@@ -129,6 +129,17 @@ class _Ports:
         return self.by_flag["master.port"]
 
 
+def _parent_death_signal() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: have the kernel kill the server if the process that started it dies."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class SeaweedServer:
     """One ``weed server -s3`` process on loopback with a single S3 identity.
 
@@ -140,6 +151,8 @@ class SeaweedServer:
         volume_size_limit_mb: SeaweedFS volume size limit (small keeps disk use small).
         stop_grace_s: how long ``stop()`` waits after SIGTERM before SIGKILL.
         start_attempts: how often to retry with fresh ports when a start fails.
+        die_with_parent: stop the server if this process dies without calling ``stop()``
+            (Linux; for tests and benchmarks — a stack that must outlive its command leaves it off).
     """
 
     def __init__(
@@ -152,6 +165,7 @@ class SeaweedServer:
         volume_size_limit_mb: int = 64,
         stop_grace_s: float = 3.0,
         start_attempts: int = 3,
+        die_with_parent: bool = False,
     ) -> None:
         if not access_key or not secret_key:
             raise ValueError("SeaweedServer needs a non-empty access_key and secret_key")
@@ -162,6 +176,7 @@ class SeaweedServer:
         self.volume_size_limit_mb = volume_size_limit_mb
         self.stop_grace_s = stop_grace_s
         self.start_attempts = start_attempts
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen | None = None
         self._ports: _Ports | None = None
         self._log_file = None
@@ -273,6 +288,7 @@ class SeaweedServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() reaches every child
                 close_fds=True,
+                preexec_fn=_parent_death_signal if self.die_with_parent else None,
             )
             log.info("started weed (pid %d) S3 on %s, attempt %d", self._proc.pid, self.endpoint_url, attempt)
             try:

@@ -54,6 +54,33 @@ def _cpu(who: int = resource.RUSAGE_SELF) -> float:
     return use.ru_utime + use.ru_stime
 
 
+class _WorkerCPU:
+    """CPU seconds of a DataLoader iterator's worker processes, read at each batch.
+
+    Read while the workers live: an exhausted worker exits before the loader is
+    done, and a forkserver worker is not this process's child (``RUSAGE_CHILDREN``
+    never sees it).
+    """
+
+    def __init__(self, batches) -> None:
+        self.procs = list(getattr(batches, "_workers", None) or [])
+        self.seen: dict[int, float] = {}
+
+    def update(self) -> None:
+        import psutil
+
+        for w in self.procs:
+            try:
+                t = psutil.Process(w.pid).cpu_times()
+            except (psutil.Error, ValueError, TypeError):
+                continue
+            self.seen[w.pid] = max(self.seen.get(w.pid, 0.0), t.user + t.system)
+
+    @property
+    def total(self) -> float | None:
+        return sum(self.seen.values()) if self.seen else None
+
+
 def measure_throughput(stream, *, num_workers: int = 0, max_batches: int | None = None,
                        multiprocessing_context: str | None = None) -> Throughput:
     """Iterate ``stream`` through a DataLoader and time it.
@@ -73,7 +100,10 @@ def measure_throughput(stream, *, num_workers: int = 0, max_batches: int | None 
     first = None
     samples = 0
     nbytes = 0
-    for i, item in enumerate(loader):
+    batches = iter(loader)
+    workers_cpu = _WorkerCPU(batches)
+    for i, item in enumerate(batches):
+        workers_cpu.update()
         if first is None:
             first = time.perf_counter() - t0
         image = item["image"]
@@ -81,9 +111,12 @@ def measure_throughput(stream, *, num_workers: int = 0, max_batches: int | None 
         nbytes += image.numel() * image.element_size()
         if max_batches is not None and i + 1 >= max_batches:
             break
-    del loader  # joins the workers, so their CPU time is counted
+    workers_cpu.update()
+    workers = workers_cpu.total
+    del batches, loader  # joins the workers
     seconds = time.perf_counter() - t0
     own = _cpu() - cpu0
-    workers = _cpu(resource.RUSAGE_CHILDREN) - kids0
+    if workers is None:
+        workers = _cpu(resource.RUSAGE_CHILDREN) - kids0
     return Throughput(samples=samples, seconds=seconds, first_batch_s=first or 0.0, megabytes=nbytes / 1e6,
                       cpu_seconds=workers if num_workers else own, consumer_cpu_seconds=own if num_workers else 0.0)

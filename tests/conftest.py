@@ -67,7 +67,8 @@ def s3_server(tmp_path_factory, test_secret):
     """One SeaweedFS S3 server for the session, advertised through the environment."""
     saved = {k: os.environ.get(k) for k in _ENV_KEYS}
     server = SeaweedServer(
-        tmp_path_factory.mktemp("seaweedfs"), access_key=TEST_ACCESS_KEY, secret_key=test_secret, stop_grace_s=1.0
+        tmp_path_factory.mktemp("seaweedfs"), access_key=TEST_ACCESS_KEY, secret_key=test_secret, stop_grace_s=1.0,
+        die_with_parent=True,
     )
     server.start()
     for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):

@@ -16,6 +16,7 @@ nothing created before DataLoader workers start is shared with them.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import random
@@ -28,6 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -100,7 +102,35 @@ class RetryPolicy:
     """Extra reads of an object that did not decode, before calling it corrupt."""
 
 
+class _ThreadBuffer:
+    """A read buffer held by one thread; handed to the next thread when this one ends.
+
+    The stream's I/O threads live for one pass: without the hand-over each pass
+    would allocate (page-fault and zero) a fresh buffer per thread.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.buf = _spare_buffers.pop() if _spare_buffers else bytearray(0)
+        if len(self.buf) < size:
+            self.buf = bytearray(size)
+
+    def __del__(self) -> None:  # the thread ended (its thread-local data was dropped)
+        spare = _spare_buffers
+        if spare is not None and len(spare) < 64:
+            spare.append(self.buf)
+
+
+_spare_buffers: deque[bytearray] = deque()
 _read_buffers = threading.local()
+
+
+def _thread_buffer(size: int) -> memoryview:
+    """A writable buffer of at least ``size`` bytes that this thread reuses."""
+    held = getattr(_read_buffers, "held", None)
+    if held is None or len(held.buf) < size:
+        grow = max(size, 2 * len(held.buf)) if held is not None else size
+        held = _read_buffers.held = _ThreadBuffer(grow)
+    return memoryview(held.buf)
 
 
 class _LocalSource:
@@ -117,10 +147,7 @@ class _LocalSource:
             raise _NotFound(key) from None
         with f:
             size = os.fstat(f.fileno()).st_size
-            buf = getattr(_read_buffers, "buf", None)
-            if buf is None or len(buf) < size + 1:
-                buf = _read_buffers.buf = bytearray(max(size + 1, 2 * len(buf or b"")))
-            view = memoryview(buf)
+            view = _thread_buffer(size + 1)
             got = 0
             while got <= size:  # one byte more than the size: a file that grew is read whole or caught
                 n = f.readinto(view[got:])
@@ -142,8 +169,13 @@ class _FsspecSource:
             raise _NotFound(key) from None
 
 
+_SIGN_FOR = timedelta(minutes=15)
+"""Lifetime of a presigned GET (used at once; only clock skew needs the margin)."""
+
+
 class _ObstoreSource:
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None) -> None:
+        import obstore  # noqa: F401 - fails early when absent
         from obstore.store import S3Store
 
         if protocol_of(url) not in ("s3", "s3a"):
@@ -175,15 +207,73 @@ class _ObstoreSource:
             retry_config={"max_retries": 2, "retry_timeout": timedelta(seconds=30)},
         )
         self.url = url
+        # requests signed by obstore, sent by http.client: the body is received
+        # straight into a buffer this thread reuses (obstore's own GET collects the
+        # body into a fresh buffer: one more copy of every object, and fresh pages)
+        self._direct = not opts.get("anon")
+        self._connections: deque[tuple[tuple[str, str, int | None], http.client.HTTPConnection]] = deque()
 
     def get(self, key: str) -> memoryview:
         import obstore
+
+        if self._direct:
+            try:
+                url = obstore.sign(self.store, "GET", key, _SIGN_FOR)
+            except Exception:  # noqa: BLE001 - a store that cannot presign: obstore's own GET
+                self._direct = False
+            else:
+                return self._get_signed(key, url)
         from obstore.exceptions import NotFoundError
 
         try:
             return memoryview(obstore.get(self.store, key).bytes())
         except (NotFoundError, FileNotFoundError):
             raise _NotFound(key) from None
+
+    def _get_signed(self, key: str, url: str) -> memoryview:
+        parts = urlsplit(url)
+        where = (parts.scheme, parts.hostname or "", parts.port)
+        conn = None
+        while self._connections:  # a free connection to the same host, else a new one
+            held, c = self._connections.pop()
+            if held == where:
+                conn = c
+                break
+            c.close()
+        if conn is None:
+            kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            conn = kind(where[1], where[2], timeout=60)
+        try:
+            conn.request("GET", f"{parts.path}?{parts.query}")
+            response = conn.getresponse()
+            if response.status == 404:
+                response.read()
+                self._connections.append((where, conn))
+                raise _NotFound(key)
+            if response.status != 200:
+                body = response.read(512)
+                raise OSError(f"GET {key}: HTTP {response.status} {response.reason}: {body[:200]!r}")
+            size = response.length
+            if size is None:  # no Content-Length: read it whole
+                data = response.read()
+                self._connections.append((where, conn))
+                return memoryview(data)
+            view = _thread_buffer(size)[:size]
+            got = 0
+            while got < size:
+                n = response.readinto(view[got:])
+                if not n:
+                    raise http.client.IncompleteRead(b"", size - got)
+                got += n
+            if not response.isclosed():
+                response.read()
+        except _NotFound:
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        self._connections.append((where, conn))
+        return view
 
 
 BACKENDS: dict[str, Callable[[str, Mapping[str, Any] | None], ChunkSource]] = {

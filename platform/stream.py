@@ -208,12 +208,16 @@ class PatchStream(IterableDataset):
         self._index: _Index | None = None
         self._source = None
         self._source_pid: int | None = None
+        self._buffers: _BatchBuffers | None = None
+        self._buffers_pid: int | None = None
 
     # -- pickling: numpy index travels, storage clients never do ---------------
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_source"] = None
         state["_source_pid"] = None
+        state["_buffers"] = None
+        state["_buffers_pid"] = None
         return state
 
     @property
@@ -228,6 +232,15 @@ class PatchStream(IterableDataset):
             self._source = open_source(self.cube_url, storage_options=self.storage_options, backend=self.backend)
             self._source_pid = os.getpid()
         return self._source
+
+    def _batch_buffers(self, *, in_worker: bool, keep: int) -> _BatchBuffers:
+        # kept across epochs: a fresh batch buffer costs page faults and zeroing of
+        # every page, as much CPU time as a large part of a view's decode
+        b = self._buffers
+        if b is None or self._buffers_pid != os.getpid() or b.in_worker != in_worker or b.keep < keep:
+            b = self._buffers = _BatchBuffers(in_worker=in_worker, keep=keep)
+            self._buffers_pid = os.getpid()
+        return b
 
     @property
     def band_index(self) -> np.ndarray | None:
@@ -329,8 +342,8 @@ class PatchStream(IterableDataset):
         scratch = threading.local()
         view_bytes = int(np.prod(out_shape)) * 2
         depth = max(self.io_threads, self.prefetch_bytes // max(view_bytes, 1))
-        buffers = _BatchBuffers(in_worker=get_worker_info() is not None,
-                                keep=-(-depth // (len(groups[0]) * k)) + 2)
+        buffers = self._batch_buffers(in_worker=get_worker_info() is not None,
+                                      keep=-(-depth // (len(groups[0]) * k)) + 2)
 
         # one buffer per batch, each view decoded straight into its slot (no stacking copy);
         # a task reads a run of a batch's views, so that a batch is split over the

@@ -27,11 +27,19 @@ SpectralEarth-style training cube and stream it into GPU training.
 
 Typical flow:
   spectralearth synth ARCHIVE --tiles 16 --tile-size 384   # a synthetic archive
-  spectralearth index ARCHIVE --catalog CATALOG            # STAC tile catalog
+  spectralearth build ARCHIVE --out OUT                    # everything below, as one job
+    spectralearth index ARCHIVE --catalog OUT/catalog      #   STAC tile catalog
+    spectralearth overlaps --catalog OUT/catalog --plot map.png
+    spectralearth combinations --catalog OUT/catalog       #   Algorithm 1
+    spectralearth plan --catalog OUT/catalog               #   patch windows and views
+    spectralearth extract --catalog OUT/catalog --cube OUT/cube.zarr
+  spectralearth stream-bench OUT/cube.zarr                 # what the training loader gets
 
 URLs are local paths or fsspec URLs (s3://bucket/prefix). S3 credentials come
 from the standard AWS environment/config chain; an S3-compatible endpoint from
-SPECTRALEARTH_S3_ENDPOINT (or AWS_ENDPOINT_URL).
+SPECTRALEARTH_S3_ENDPOINT (or AWS_ENDPOINT_URL). Every job takes --cluster
+local|gateway|sync or --scheduler ADDRESS; `spectralearth stack up` starts a
+local S3 + dask-gateway for trying that out.
 """
 
 

@@ -9,9 +9,12 @@ to rule out a damaged transfer) :class:`ChunkCorruptError`; both name the patch,
 the view and the object key.
 
 Backends (a plain dict registry, :data:`BACKENDS`): ``local`` (plain file
-reads), ``obstore`` (S3, the fastest client measured here) and ``fsspec`` (any
-other fsspec URL). Every source is created lazily in the process that reads, so
-nothing created before DataLoader workers start is shared with them.
+reads), ``obstore`` (S3: obstore presigns each GET and ``http.client`` receives
+the body straight into a buffer the reading thread reuses, which saves obstore's
+copy of every object into a fresh allocation; stores that cannot presign use
+obstore's own GET) and ``fsspec`` (any other fsspec URL). Every source is created
+lazily in the process that reads, so nothing created before DataLoader workers
+start is shared with them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import http.client
 import logging
 import os
 import random
+import socket
 import struct
 import threading
 import time
@@ -110,7 +114,10 @@ class _ThreadBuffer:
     """
 
     def __init__(self, size: int) -> None:
-        self.buf = _spare_buffers.pop() if _spare_buffers else bytearray(0)
+        try:
+            self.buf = _spare_buffers.pop()
+        except IndexError:
+            self.buf = bytearray(0)
         if len(self.buf) < size:
             self.buf = bytearray(size)
 
@@ -169,6 +176,8 @@ class _FsspecSource:
             raise _NotFound(key) from None
 
 
+_LOW_WATER = 1 << 20
+"""Bytes a reading thread waits for before it wakes (receives in large steps, not per packet)."""
 _SIGN_FOR = timedelta(minutes=15)
 """Lifetime of a presigned GET (used at once; only clock skew needs the margin)."""
 
@@ -222,7 +231,10 @@ class _ObstoreSource:
             except Exception:  # noqa: BLE001 - a store that cannot presign: obstore's own GET
                 self._direct = False
             else:
-                return self._get_signed(key, url)
+                view = self._get_signed(key, url)
+                if view is not None:
+                    return view
+                self._direct = False  # presigned requests refused: obstore's own GET from now on
         from obstore.exceptions import NotFoundError
 
         try:
@@ -230,43 +242,60 @@ class _ObstoreSource:
         except (NotFoundError, FileNotFoundError):
             raise _NotFound(key) from None
 
-    def _get_signed(self, key: str, url: str) -> memoryview:
+    def _get_signed(self, key: str, url: str) -> memoryview | None:
+        """GET a presigned URL on a pooled connection; None if the server refuses presigned requests."""
         parts = urlsplit(url)
         where = (parts.scheme, parts.hostname or "", parts.port)
         conn = None
-        while self._connections:  # a free connection to the same host, else a new one
-            held, c = self._connections.pop()
+        while conn is None:  # a free connection to the same host, else a new one
+            try:
+                held, c = self._connections.pop()
+            except IndexError:
+                break
             if held == where:
                 conn = c
-                break
-            c.close()
+            else:
+                c.close()
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        if conn is not None:
+            try:
+                conn.request("GET", f"{parts.path}?{parts.query}")
+                response = conn.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()  # the server closed this idle connection: once more on a new one
+                conn = None
+            except BaseException:
+                conn.close()
+                raise
         if conn is None:
-            kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
             conn = kind(where[1], where[2], timeout=60)
+            try:
+                conn.request("GET", f"{parts.path}?{parts.query}")
+                response = conn.getresponse()
+            except BaseException:
+                conn.close()
+                raise
         try:
-            conn.request("GET", f"{parts.path}?{parts.query}")
-            response = conn.getresponse()
             if response.status == 404:
                 response.read()
                 self._connections.append((where, conn))
                 raise _NotFound(key)
+            if response.status in (401, 403):
+                response.read()
+                self._connections.append((where, conn))
+                return None
             if response.status != 200:
-                body = response.read(512)
-                raise OSError(f"GET {key}: HTTP {response.status} {response.reason}: {body[:200]!r}")
+                raise OSError(f"GET {key}: HTTP {response.status} {response.reason}")
             size = response.length
             if size is None:  # no Content-Length: read it whole
                 data = response.read()
                 self._connections.append((where, conn))
                 return memoryview(data)
             view = _thread_buffer(size)[:size]
-            got = 0
-            while got < size:
-                n = response.readinto(view[got:])
-                if not n:
-                    raise http.client.IncompleteRead(b"", size - got)
-                got += n
-            if not response.isclosed():
-                response.read()
+            if conn.sock is None:  # the server closes the connection after this response
+                _read_body(response, view)
+            else:
+                _receive_body(response, conn.sock, view)
         except _NotFound:
             raise
         except BaseException:
@@ -274,6 +303,36 @@ class _ObstoreSource:
             raise
         self._connections.append((where, conn))
         return view
+
+
+def _read_body(response: http.client.HTTPResponse, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = response.readinto(view[got:])
+        if not n:
+            raise http.client.IncompleteRead(b"", len(view) - got)
+        got += n
+
+
+def _receive_body(response: http.client.HTTPResponse, sock: socket.socket, view: memoryview) -> None:
+    """Receive a response body of ``len(view)`` bytes straight from a kept-alive connection's socket."""
+    size = len(view)
+    got = response.fp.readinto1(view) if size else 0  # what came with the headers (one read at most)
+    try:
+        while got < size:
+            # wake once per _LOW_WATER bytes received rather than once per packet; never
+            # more than what is left, or the last part would not wake this thread at all
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(size - got, _LOW_WATER))
+            n = sock.recv_into(view[got:])
+            if not n:
+                raise http.client.IncompleteRead(b"", size - got)
+            got += n
+    finally:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        except OSError:
+            pass
+    response.close()  # the body was read whole: the connection stays open for the next request
 
 
 BACKENDS: dict[str, Callable[[str, Mapping[str, Any] | None], ChunkSource]] = {

@@ -17,7 +17,6 @@ import pyproj
 import pytest
 import shapely
 
-from spectralearth.catalog.synth import SynthConfig, synthesize_archive
 from spectralearth.pipelines.build import BuildConfig, build
 from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS, CubeExistsError, ExtractParams
 from spectralearth.pipelines.plan import PlanParams, read_plan
@@ -25,24 +24,13 @@ from spectralearth.platform import storage
 from spectralearth.platform.cluster import ClusterSpec
 
 # 10 tiles of 224 px: this seed has 2- and 3-tile combinations and multi-date patches.
-SYNTH = SynthConfig(tiles=10, tile_size=224, seed=4, zip_fraction=0.3, zip_deflate=False)
 # The synthetic scenes are cloudier than SpectralEarth's selection: permissive filters keep views to check.
 PLAN = PlanParams(max_cloud=0.6, max_cloud_shadow=0.6, max_snow=1.0)
 
 
-def _shared_archive(tmp_path_factory) -> str:
-    """One local synthetic archive per test session (shared by the modules that use this config)."""
-    root = tmp_path_factory.getbasetemp() / f"synth-{SYNTH.tiles}-{SYNTH.tile_size}-{SYNTH.seed}"
-    done = root / "done"
-    if not done.exists():
-        synthesize_archive(str(root / "archive"), SYNTH)
-        done.write_text("ok")
-    return str(root / "archive")
-
-
 @pytest.fixture(scope="module")
-def local_archive(tmp_path_factory) -> str:
-    return _shared_archive(tmp_path_factory)
+def local_archive(pixel_archive) -> str:
+    return pixel_archive
 
 
 def _archive_on(root, local_archive: str) -> str:

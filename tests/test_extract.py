@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 
-from spectralearth.catalog.synth import SynthConfig, synthesize_archive
 from spectralearth.pipelines.extract import (
     CubeExistsError,
     ExtractParams,
@@ -25,30 +24,19 @@ from spectralearth.platform import storage
 from spectralearth.platform.cluster import ClusterSpec
 from spectralearth.platform.cube import CubeNotCommittedError, cube_checksums, open_cube
 
-SYNTH = SynthConfig(tiles=10, tile_size=224, seed=4, zip_fraction=0.3, zip_deflate=False)
 PLAN = PlanParams(max_cloud=0.6, max_cloud_shadow=0.6, max_snow=1.0)
 CLI = os.path.join(os.path.dirname(sys.executable), "spectralearth")
 
 
-def _shared_archive(tmp_path_factory) -> str:
-    """One local synthetic archive per test session (shared by the modules that use this config)."""
-    root = tmp_path_factory.getbasetemp() / f"synth-{SYNTH.tiles}-{SYNTH.tile_size}-{SYNTH.seed}"
-    done = root / "done"
-    if not done.exists():
-        synthesize_archive(str(root / "archive"), SYNTH)
-        done.write_text("ok")
-    return str(root / "archive")
-
-
 @pytest.fixture(scope="module")
-def planned_catalog(tmp_path_factory) -> str:
+def planned_catalog(tmp_path_factory, pixel_archive) -> str:
     """A local catalog with overlaps, combinations and the patch plan of the shared archive."""
     from spectralearth.catalog import index_archive
     from spectralearth.pipelines.combinations import combinations_job
     from spectralearth.pipelines.overlaps import overlaps_job
     from spectralearth.pipelines.plan import plan_job
 
-    archive = _shared_archive(tmp_path_factory)
+    archive = pixel_archive
     catalog = str(tmp_path_factory.mktemp("extract") / "catalog")
     sync = ClusterSpec(kind="sync")
     index_archive(archive, catalog_url=catalog, cluster=sync)

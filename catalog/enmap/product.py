@@ -215,21 +215,10 @@ def discover_products(
     return Discovery(tuple(unique), tuple(problems))
 
 
-def _chain_options(url: str, storage_options: Mapping[str, Any] | None) -> tuple[str, dict]:
-    """fsspec options for a plain or ``zip://member::<target>`` URL."""
-    if "::" not in url:
-        return url, storage.resolve_storage_options(url, storage_options)
-    outer = url.split("::", 1)[1]
-    opts = storage.resolve_storage_options(outer, storage_options)
-    target = storage.protocol_of(outer)
-    return url, ({target: opts} if opts else {})
-
-
 @contextlib.contextmanager
 def open_file(url: str, *, storage_options: Mapping[str, Any] | None = None) -> Iterator[Any]:
     """Open a product file (plain, remote or ZIP member) as a seekable binary file object."""
-    url, opts = _chain_options(url, storage_options)
-    with fsspec.open(url, "rb", **opts) as f:
+    with fsspec.open(url, "rb", **storage.chained_options(url, storage_options)) as f:
         yield f
 
 
@@ -273,8 +262,7 @@ def open_raster(source: ProductSource, suffix: str, *, storage_options: Mapping[
         if "://" not in url or url.startswith("file://"):
             ds = rasterio.open(storage.strip_protocol(url))
         else:
-            url, opts = _chain_options(url, storage_options)
-            fs, path = fsspec.core.url_to_fs(url, **opts)
+            fs, path = storage.filesystem(url, storage_options)
             ds = rasterio.open(path, opener=fs)
     except (RasterioError, OSError, zipfile.BadZipFile, ValueError) as exc:
         raise ImageError(source.product_id, f"cannot open {suffix} as a raster ({exc})", key=suffix) from None
@@ -286,6 +274,5 @@ def open_raster(source: ProductSource, suffix: str, *, storage_options: Mapping[
 
 def object_size(url: str, *, storage_options: Mapping[str, Any] | None = None) -> int:
     """Size in bytes of a product file (uncompressed size for ZIP members)."""
-    url, opts = _chain_options(url, storage_options)
-    fs, path = fsspec.core.url_to_fs(url, **opts)
+    fs, path = storage.filesystem(url, storage_options)
     return int(fs.size(path))

@@ -350,10 +350,8 @@ def index_archive(
             new_quarantine.append(o.quarantine)
     # discovery problems may repeat on every run: keep one record per product
     seen_q = {r["product"] for r in old_quarantine}
-    quarantine_rows = list(old_quarantine) + [
-        {**asdict(q), "snapshot": snapshot} for q in new_quarantine if q.product not in seen_q
-    ]
     seen_q_new = [q for q in new_quarantine if q.product not in seen_q]
+    quarantine_rows = list(old_quarantine) + [{**asdict(q), "snapshot": snapshot} for q in seen_q_new]
     if not new_items and not seen_q_new and existing_ids:
         # nothing new: the committed catalog stays as it is
         report.stages["commit"] = time.perf_counter() - t

@@ -40,7 +40,7 @@ from spectralearth.catalog.enmap import (
 from spectralearth.catalog.errors import ImageError, MetadataError, NamingError
 from spectralearth.platform.storage import resolve_storage_options
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "enmap-l2a-sample"
+SAMPLE = Path(__file__).resolve().parent / "data" / "enmap-l2a-sample"
 STEM = "ENMAP01-____L2A-DT0000326721_20170626T102020Z_001_V000204_20200406T201930Z"
 XML_NAME = f"{STEM}-METADATA.XML"
 CLASSES_NAME = f"{STEM}-QL_QUALITY_CLASSES.TIF"

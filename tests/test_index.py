@@ -23,7 +23,7 @@ from spectralearth.catalog.synth import FAULT_KINDS, SynthConfig, synthesize_arc
 from spectralearth.platform.cluster import ClusterSpec
 from spectralearth.platform.storage import filesystem, join, read_bytes
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "enmap-l2a-sample"
+SAMPLE = Path(__file__).resolve().parent / "data" / "enmap-l2a-sample"
 SYNC = ClusterSpec(kind="sync")
 
 

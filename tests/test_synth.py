@@ -27,7 +27,7 @@ from spectralearth.platform.cli import main as cli_main
 STEM_RE = re.compile(
     r"^ENMAP01-____L2A-DT(?P<dt>\d{10})_(?P<start>\d{8}T\d{6}Z)_(?P<tile>\d{3})_V(?P<v>\d{6})_(?P<proc>\d{8}T\d{6}Z)$"
 )
-SAMPLE_XML = glob.glob(str(Path(__file__).resolve().parents[2] / "shared" / "data" / "enmap-l2a-sample" / "*-METADATA.XML"))
+SAMPLE_XML = glob.glob(str(Path(__file__).resolve().parent / "data" / "enmap-l2a-sample" / "*-METADATA.XML"))
 BRIEF_PATHS = [
     "base/spatialCoverage/boundingPolygon/point/frame",
     "base/spatialCoverage/boundingPolygon/point/latitude",

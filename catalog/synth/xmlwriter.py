@@ -85,7 +85,8 @@ def metadata_xml(
         fwhm: FWHM per band (nm).
         cover: percent CLOUD, CLOUDSHADOW, HAZE, CIRRUS, SNOW, WATER of the swath.
         grid_corners_lonlat: ortho grid corners UL, UR, LR, LL as (lon, lat).
-        file_sizes: bytes per SUFFIX (for the size fields); unknown sizes are written as 0.
+        file_sizes: bytes per SUFFIX of the files delivered (listed in productFileInformation
+            with their sizes, METADATA.XML always); None lists every file with size 0.
         stem: product stem, if it differs from ``spec.stem`` (a re-delivery).
 
     Returns:
@@ -200,7 +201,9 @@ def metadata_xml(
     proto = pfi.find("file")
     for fl in list(pfi):
         pfi.remove(fl)
-    for i, suffix in enumerate(SUFFIXES):
+    # the files delivered (a footprint-only product lists only its METADATA.XML)
+    listed = SUFFIXES if file_sizes is None else [s for s in SUFFIXES if s == "METADATA.XML" or s in sizes]
+    for i, suffix in enumerate(listed):
         fl = copy.deepcopy(proto)
         fl.set("number", str(i + 1))
         _set(fl, "name", f"{stem}-{suffix}")

@@ -191,13 +191,13 @@ def _scan_archive(scan: _Scan, url: str, kind: str, storage_options) -> ProductE
         if not parts:
             continue
         base = parts[-1]
-        if _hidden(parts):
+        why = unsafe_member_reason(member)
+        if why is None and _hidden(parts):
             scan.skipped[SKIP_HIDDEN] += 1
             continue
-        why = unsafe_member_reason(member)
         if why is not None or not regular:
-            try:
-                stem = ProductName.parse(base).stem
+            try:  # the product it would belong to (a backslash may stand for a folder separator)
+                stem = ProductName.parse(re.split(r"[\\/]", member)[-1]).stem
             except NamingError:
                 stem = None
             if why is None:  # a link or device in a tar: never followed

@@ -331,11 +331,6 @@ def test_storage_errors_are_retried_then_recorded_retryable(products, tmp_path, 
     second = index_archive(url, catalog_url=catalog, storage_options=opts, cluster=SYNC, config=config)
     assert second.retried == 3 and second.indexed == 3 and second.quarantine == []
     assert read_table(catalog, "quarantine") == []
-    # intermittent failures are absorbed by the retries
-    proxy.set_fail_rate(0.3)
-    third = index_archive(url, catalog_url=str(tmp_path / "c3"), storage_options=opts, cluster=SYNC,
-                          config=IndexConfig(attempts=8, retry_wait_s=0.01), discovery=found)
-    assert third.indexed == 3 and third.quarantine == []
 
 
 @pytest.mark.slow

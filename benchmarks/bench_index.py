@@ -33,6 +33,15 @@ from spectralearth.catalog.synth import SynthConfig, synthesize_archive  # noqa:
 from spectralearth.platform.cluster import ClusterSpec  # noqa: E402
 
 
+def _footprint_archive(archive: Path, args) -> float | None:
+    """Synthesise the footprint-only archive unless it is there; returns the seconds it took."""
+    if (archive / "_synth_manifest.json").exists():
+        return None
+    with Timer() as t:
+        synthesize_archive(str(archive), SynthConfig(tiles=args.tiles, seed=args.seed, footprints_only=True))
+    return t.seconds
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tiles", type=int, default=11636)
@@ -48,11 +57,7 @@ def main() -> int:
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-index-"))
     archive, catalog = root / "archive", root / "catalog"
     try:
-        synth_s = None
-        if not (archive / "_synth_manifest.json").exists():
-            with Timer() as t:
-                synthesize_archive(str(archive), SynthConfig(tiles=args.tiles, seed=args.seed, footprints_only=True))
-            synth_s = t.seconds
+        synth_s = _footprint_archive(archive, args)
         shutil.rmtree(catalog, ignore_errors=True)
         with PeakRSS() as mem, Timer() as t:
             report = index_archive(str(archive), catalog_url=str(catalog), cluster=ClusterSpec(kind="local", n_workers=args.workers))
@@ -95,11 +100,7 @@ def real_xml_s3(args) -> int:
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-index-s3-"))
     archive = root / "archive"
     try:
-        synth_s = None
-        if not (archive / "_synth_manifest.json").exists():
-            with Timer() as t:
-                synthesize_archive(str(archive), SynthConfig(tiles=args.tiles, seed=args.seed, footprints_only=True))
-            synth_s = t.seconds
+        synth_s = _footprint_archive(archive, args)
         xmls = sorted(archive.rglob("*-METADATA.XML"))
         sizes = {"real": [p.stat().st_size for p in xmls]}
         secret = secrets.token_hex(16)

@@ -307,24 +307,31 @@ def _run_batches(
                 config=config,
                 key=[f"index-batch-{uuid.uuid4().hex[:12]}" for _ in batch_list],
             )
-            return dict(zip(futs, batch_list, strict=True))
+            return futs
 
-        pending = submit(batches)
-        queue = as_completed(list(pending))
-        for fut in queue:
+        pending = dict(zip(submit(batches), batches, strict=True))
+        suspects = []
+        for fut in as_completed(list(pending)):
             batch = pending.pop(fut)
             try:
                 res = fut.result()
-            except Exception as exc:  # the worker died (crash, memory) or the task could not run
+            except Exception:  # the worker died (crash, memory) or the task could not run
+                suspects.extend(batch)
                 fut.release()
-                if len(batch) > 1:
-                    # find the product at fault: each one alone
-                    more = submit([[s] for s in batch])
-                    pending.update(more)
-                    queue.update(list(more))
-                    continue
-                s = batch[0]
-                why = f"{s.product_id}: the worker indexing it failed ({type(exc).__name__}: {exc}); crash or memory exhausted"
+                continue
+            outcomes.extend(res)
+            if progress:
+                progress(len(res))
+            fut.release()
+        # each product of a failed batch alone, one at a time: a crash then names its product
+        # and takes no other product with it
+        for s in suspects:
+            (fut,) = submit([[s]])
+            try:
+                res = fut.result()
+            except Exception as exc:
+                why = (f"{s.product_id}: the worker indexing it failed ({type(exc).__name__}: {exc}); "
+                       "crash or memory exhausted")
                 log.warning("%s", why)
                 res = [_Outcome(s.product_id, quarantine=QuarantineRecord(s.product_id, "worker", type(exc).__name__,
                                                                           why, s.url))]

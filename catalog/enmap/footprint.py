@@ -218,7 +218,8 @@ def valid_footprint(
     if source.file(CLASSES) is not None or source.file("SPECTRAL_IMAGE.TIF") is not None:
         kind = "classes-mask" if source.file(CLASSES) is not None else "image-nodata"
         suffix = CLASSES if kind == "classes-mask" else "SPECTRAL_IMAGE.TIF"
-        with open_raster(source, suffix, storage_options=storage_options) as ds:
+        whole = 64 * 2**20 if kind == "classes-mask" else 0  # masks are small: one GET
+        with open_raster(source, suffix, storage_options=storage_options, whole_below=whole) as ds:
             if ds.crs is None or ds.crs.to_epsg() is None:
                 raise ImageError(pid, f"{suffix} has no EPSG CRS", key="crs")
             epsg, transform = int(ds.crs.to_epsg()), ds.transform

@@ -117,11 +117,20 @@ def read_metadata(
 
 
 @contextlib.contextmanager
-def open_raster(source: ProductSource, suffix: str, *, storage_options: Mapping[str, Any] | None = None):
+def open_raster(
+    source: ProductSource,
+    suffix: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    whole_below: int = 0,
+):
     """Open one of a product's GeoTIFFs with rasterio (windowed reads read only what they need).
 
     Local files are opened directly; remote files and archive members through rasterio's
-    ``opener`` (an fsspec file object), so credentials never go through GDAL.
+    ``opener`` (an fsspec file object), so credentials never go through GDAL. A remote file
+    smaller than ``whole_below`` bytes (a QL mask) is read in one request into memory
+    instead: one GET rather than many range reads, and storage errors surface here, in
+    Python, where they can be retried.
 
     Yields:
         An open ``rasterio`` dataset.
@@ -136,12 +145,18 @@ def open_raster(source: ProductSource, suffix: str, *, storage_options: Mapping[
     url = source.file(suffix)
     if url is None:
         raise ImageError(source.product_id, f"{suffix} missing", key=suffix)
+    memfile = None
     try:
         if "://" not in url or url.startswith("file://"):
             ds = rasterio.open(storage.strip_protocol(url))
         else:
             fs, path = _filesystem(url, storage_options)
-            ds = rasterio.open(path, opener=fs)
+            if whole_below and fs.size(path) < whole_below:
+                with fs.open(path, "rb") as f:
+                    memfile = rasterio.MemoryFile(f.read())
+                ds = memfile.open()
+            else:
+                ds = rasterio.open(path, opener=fs)
     except (RasterioError, OSError, zipfile.BadZipFile, tarfile.TarError, ValueError) as exc:
         if is_transient(exc):
             raise TransientError(source.product_id, f"storage error opening {suffix} ({exc})", key=suffix) from exc
@@ -150,6 +165,8 @@ def open_raster(source: ProductSource, suffix: str, *, storage_options: Mapping[
         yield ds
     finally:
         ds.close()
+        if memfile is not None:
+            memfile.close()
 
 
 def object_size(url: str, *, storage_options: Mapping[str, Any] | None = None) -> int:

@@ -73,6 +73,8 @@ class IndexConfig:
     """First wait between tries (doubles each time, at most 8 s)."""
     max_xml_bytes: int = 64 * 1024 * 1024
     """Largest METADATA.XML read."""
+    xml_ranges: bool = True
+    """Read remote METADATA.XML by two range requests around its large unused sections."""
     max_mask_pixels: int = 36_000_000
     """Largest mask (or image band) read whole for the footprint."""
     sample_windows: int = 5
@@ -213,7 +215,8 @@ def _index_once(source, stage: list[str], *, catalog_url: str, storage_options, 
 
     pid = source.product_id
     stage[0] = "metadata"
-    metadata = read_metadata(source, storage_options=storage_options, max_bytes=config.max_xml_bytes)
+    metadata = read_metadata(source, storage_options=storage_options, max_bytes=config.max_xml_bytes,
+                             ranges=config.xml_ranges)
     grid = None
     image_url = source.file("SPECTRAL_IMAGE.TIF")
     stage[0] = "image"

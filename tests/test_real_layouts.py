@@ -364,3 +364,29 @@ def test_product_exhausting_worker_memory_is_quarantined(products, tmp_path):
     assert report.indexed == 2
     (q,) = report.quarantine
     assert q["product"] == stems[0] and q["stage"] == "worker" and "memory" in q["message"]
+
+
+def test_ranged_xml_read_equals_the_whole_file(tmp_path, storage_root):
+    """Remote METADATA.XML read by two range requests around its large sections: the same metadata."""
+    from spectralearth.catalog.enmap import read_metadata
+    from spectralearth.catalog.enmap.product import _xml_ranges
+
+    xml = next(SAMPLE.glob("*-METADATA.XML"))
+    stem = xml.name[: -len("-METADATA.XML")]
+    data = xml.read_bytes()
+    (tmp_path / "src" / stem).mkdir(parents=True)
+    (tmp_path / "src" / stem / xml.name).write_bytes(data)
+    # a second product whose XML lacks the large sections: the whole file is read
+    brief = stem.replace("20200406T201930Z", "20200407T201930Z")  # a later processing of the same tile
+    i, j = data.index(b"<calibration>"), data.index(b"</time>") + len(b"</time>")
+    (tmp_path / "src" / brief).mkdir()
+    (tmp_path / "src" / brief / f"{brief}-METADATA.XML").write_bytes((data[:i] + data[j:]).replace(stem.encode(), brief.encode()))
+    url = _upload(tmp_path / "src", storage_root)
+    by_id = {s.product_id: s for s in discover_products(url, storage_options=storage_root.storage_options).sources}
+    for pid in (stem, brief):
+        ranged = read_metadata(by_id[pid], storage_options=storage_root.storage_options, ranges=True)
+        whole = read_metadata(by_id[pid], storage_options=storage_root.storage_options, ranges=False)
+        assert ranged == whole and len(ranged.bands) == 218
+    fs, path = filesystem(by_id[stem].file("METADATA.XML"), storage_root.storage_options)
+    part = _xml_ranges(fs, path, fs.size(path))
+    assert part is not None and len(part) < 0.05 * len(data)  # ~2.6 % of the real file is read

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 TILES_FILE = "tiles.parquet"
-QUARANTINE_COLUMNS = ("product", "stage", "error_class", "message", "url", "snapshot")
+QUARANTINE_COLUMNS = ("product", "stage", "error_class", "message", "url", "snapshot", "retryable")
 SUPERSEDED_COLUMNS = ("product", "superseded_by", "datatake", "tile", "snapshot")
 #: columns of :func:`read_tiles` besides ``geometry``
 TILE_COLUMNS = (
@@ -144,7 +144,8 @@ def write_table(
 ) -> None:
     """Write a side table with a fixed column order (atomically)."""
     data = {c: [r.get(c) for r in rows] for c in columns}
-    types = {c: (pa.int64() if c in ("datatake", "tile") else pa.string()) for c in columns}
+    types = {c: (pa.int64() if c in ("datatake", "tile") else pa.bool_() if c == "retryable" else pa.string())
+             for c in columns}
     table = pa.table({c: pa.array(v, type=types[c]) for c, v in data.items()})
     buf = io.BytesIO()
     pq.write_table(table, buf)

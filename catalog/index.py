@@ -1,10 +1,10 @@
 """The index job: an archive of EnMAP L2A products -> a STAC tile catalog.
 
-``index_archive`` discovers products (folders and ZIP deliveries), indexes the new
-ones in parallel on a dask cluster (metadata, image checks, valid-data
-footprint, kerchunk references, STAC item), quarantines bad products with a
-record of what failed, resolves duplicate deliveries (newest processing version
-wins), and commits the catalog:
+``index_archive`` discovers products (loose files, product and order folders, ZIP and
+tar deliveries), indexes the new ones in parallel on a dask cluster (metadata, image
+checks, a sampled read of the pixels, valid-data footprint, kerchunk references, STAC
+item), quarantines bad products with a record of what failed, resolves duplicate
+deliveries (newest processing version wins), and commits the catalog:
 
     CATALOG/tiles.parquet        stac-geoparquet, one row per tile (the contract)
     CATALOG/collection.json      STAC Collection (written last: the commit point)
@@ -15,6 +15,12 @@ wins), and commits the catalog:
 
 Row order is stable across runs: existing rows keep their order, new tiles are
 appended sorted by id; a tile superseded by a newer delivery is removed.
+
+Transient storage errors (5xx, throttling, dropped connections) are retried; a product
+whose storage keeps failing is quarantined as ``retryable`` and tried again by the next
+run without any flag. A product that kills its worker (a crash, exhausted memory) is
+tried alone and then quarantined; the run goes on. An archive in which nothing is found
+is an error that says what was searched and what was skipped.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from spectralearth.catalog.catalogio import (
     write_items,
     write_table,
 )
-from spectralearth.catalog.errors import ProductError
+from spectralearth.catalog.errors import ImageError, NothingFoundError, ProductError, is_transient
 from spectralearth.catalog.items import create_collection, create_item_dict
 from spectralearth.platform.cluster import ClusterSpec, cluster_client
 from spectralearth.platform.storage import atomic_write_bytes, join
@@ -61,6 +67,18 @@ class IndexConfig:
     """Index products again that an earlier run quarantined."""
     batch_size: int | None = None
     """Products per dask task (default: chosen from the archive size)."""
+    attempts: int = 4
+    """Tries per product when the storage fails transiently (then quarantined as retryable)."""
+    retry_wait_s: float = 0.5
+    """First wait between tries (doubles each time, at most 8 s)."""
+    max_xml_bytes: int = 64 * 1024 * 1024
+    """Largest METADATA.XML read."""
+    xml_ranges: bool = True
+    """Read remote METADATA.XML by two range requests around its large unused sections."""
+    max_mask_pixels: int = 36_000_000
+    """Largest mask (or image band) read whole for the footprint."""
+    sample_windows: int = 5
+    """Windows of SPECTRAL_IMAGE read to check that it has data where the masks say."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,8 @@ class QuarantineRecord:
     """Human-readable reason naming the product and the key at fault."""
     url: str
     """Where the product lives."""
+    retryable: bool = False
+    """The failure may pass (storage errors): the next run tries the product again."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,9 @@ class IndexReport:
     catalog_url: str
     snapshot: str
     discovered: int = 0
+    searched: str = ""
+    skipped: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
     already_indexed: int = 0
     indexed: int = 0
     quarantined: int = 0
@@ -115,19 +138,38 @@ class IndexReport:
 
 
 def _derived_grid(metadata, footprint) -> dict[str, Any] | None:
-    """Grid of a footprint-only product: the 30 m grid (centres on multiples of 30 m) around its footprint."""
+    """Grid of a footprint-only product: METADATA.XML's width x height of 30 m pixels.
+
+    Placed at the XML's ortho-scene corners when they describe a grid of that size (within
+    two pixels); otherwise centred on the footprint. Pixel corners lie on odd multiples of
+    half a pixel (centres on multiples of the pixel size), as in the products.
+    """
     epsg = footprint.epsg or metadata.epsg
     if not epsg or footprint.utm is None:
         return None
     px = float(metadata.pixel_size or 30.0)
     half = px / 2
-    minx, miny, maxx, maxy = footprint.utm.bounds
-    x0 = math.floor((minx - half) / px) * px + half
-    y1 = math.ceil((maxy - half) / px) * px + half
-    x1 = math.ceil((maxx - half) / px) * px + half
-    y0 = math.floor((miny - half) / px) * px + half
-    width, height = int(round((x1 - x0) / px)), int(round((y1 - y0) / px))
+    width, height = int(metadata.width), int(metadata.height)
+    ul = None
+    if metadata.ortho_corners_lonlat:
+        from pyproj import Transformer
+
+        t = Transformer.from_crs(4326, int(epsg), always_xy=True)
+        xs, ys = t.transform(*zip(*metadata.ortho_corners_lonlat, strict=True))
+        w_m, h_m = (max(xs) - min(xs)), (max(ys) - min(ys))
+        if abs(w_m - width * px) <= 2 * px and abs(h_m - height * px) <= 2 * px:
+            ul = (min(xs), max(ys))
+    if ul is None:
+        minx, miny, maxx, maxy = footprint.utm.bounds
+        ul = ((minx + maxx) / 2 - width * px / 2, (miny + maxy) / 2 + height * px / 2)
+    x0 = round((ul[0] - half) / px) * px + half
+    y1 = round((ul[1] - half) / px) * px + half
     return {"epsg": int(epsg), "transform": [px, 0.0, x0, 0.0, -px, y1], "shape": [height, width]}
+
+
+def _expects_image(metadata) -> bool:
+    """True unless METADATA.XML lists the product's files and SPECTRAL_IMAGE.TIF is not among them."""
+    return not metadata.files or any(f.upper().endswith("-SPECTRAL_IMAGE.TIF") for f in metadata.files)
 
 
 def index_product(
@@ -137,61 +179,96 @@ def index_product(
     storage_options: Mapping[str, Any] | None = None,
     config: IndexConfig = IndexConfig(),
 ) -> _Outcome:
-    """Index one product; never raises for a bad product (returns a quarantine record)."""
+    """Index one product; never raises for a bad product (returns a quarantine record).
+
+    Transient storage errors are retried ``config.attempts`` times with exponential waits;
+    if they persist, the record is marked ``retryable``.
+    """
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+    stage = ["metadata"]
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(max(1, config.attempts)),
+        wait=wait_exponential(multiplier=config.retry_wait_s, max=8.0),
+        reraise=True,
+    )
+    try:
+        item = retrying(_index_once, source, stage, catalog_url=catalog_url, storage_options=storage_options,
+                        config=config)
+        return _Outcome(source.product_id, item=item)
+    except ProductError as exc:
+        # the stage the job was in is more precise than the error class's default stage
+        rec = QuarantineRecord(source.product_id, stage[0], type(exc).__name__, str(exc), source.url,
+                               retryable=is_transient(exc))
+    except Exception as exc:  # one bad tile never takes the good ones down
+        log.debug("unexpected error indexing %s:\n%s", source.product_id, traceback.format_exc())
+        rec = QuarantineRecord(source.product_id, stage[0], type(exc).__name__, f"{source.product_id}: {exc}",
+                               source.url, retryable=is_transient(exc))
+    return _Outcome(source.product_id, quarantine=rec)
+
+
+def _index_once(source, stage: list[str], *, catalog_url: str, storage_options, config: IndexConfig) -> dict:
     from spectralearth.catalog.enmap import check_image, read_metadata, valid_footprint
+    from spectralearth.catalog.enmap.image import sample_pixels
     from spectralearth.catalog.refs import ReferenceError_, tiff_references
 
-    stage = "metadata"
-    try:
-        metadata = read_metadata(source, storage_options=storage_options)
-        grid = None
-        image_url = source.file("SPECTRAL_IMAGE.TIF")
-        if image_url:
-            stage = "image"
-            info = check_image(source, metadata, storage_options=storage_options)
-            grid = {"epsg": int(info.epsg), "transform": list(info.transform)[:6], "shape": list(info.shape)[-2:]}
-        stage = "footprint"
-        footprint = valid_footprint(source, metadata, storage_options=storage_options, simplify_px=config.simplify_px)
-        if grid is None:
-            grid = _derived_grid(metadata, footprint)
-        refs_href = None
-        extra: dict[str, Any] = {}
-        if image_url and config.references:
-            stage = "references"
-            try:
-                refs = tiff_references(
+    pid = source.product_id
+    stage[0] = "metadata"
+    metadata = read_metadata(source, storage_options=storage_options, max_bytes=config.max_xml_bytes,
+                             ranges=config.xml_ranges)
+    grid = None
+    image_url = source.file("SPECTRAL_IMAGE.TIF")
+    stage[0] = "image"
+    info = None
+    if image_url:
+        info = check_image(source, metadata, storage_options=storage_options)
+        grid = {"epsg": int(info.epsg), "transform": list(info.transform)[:6], "shape": list(info.shape)[-2:]}
+    elif _expects_image(metadata):
+        raise ImageError(pid, "SPECTRAL_IMAGE.TIF missing (METADATA.XML lists it)", key="SPECTRAL_IMAGE.TIF")
+    stage[0] = "footprint"
+    footprint = valid_footprint(source, metadata, storage_options=storage_options, simplify_px=config.simplify_px,
+                                max_mask_pixels=config.max_mask_pixels)
+    if info is not None and config.sample_windows > 0:
+        stage[0] = "image"
+        fraction = sample_pixels(source, info, footprint.utm, storage_options=storage_options,
+                                 windows=config.sample_windows)
+        if fraction == 0.0:
+            raise ImageError(pid, f"all nodata: every pixel of {config.sample_windows} sampled windows inside the "
+                                  f"valid footprint ({footprint.source}) is nodata", key="pixels")
+    if grid is None:
+        grid = _derived_grid(metadata, footprint)
+    refs_href = None
+    extra: dict[str, Any] = {}
+    if image_url and config.references:
+        stage[0] = "references"
+        try:
+            refs = tiff_references(
                 image_url,
                 product=source.product_id,
                 wavelengths_nm=[b.wavelength_nm for b in metadata.bands],
                 fwhm_nm=[b.fwhm_nm for b in metadata.bands],
-                    epsg=grid["epsg"],
-                    transform=grid["transform"],
-                    storage_options=storage_options,
-                )
-            except ReferenceError_ as exc:
-                # e.g. a deflated ZIP member: the tile is fine, it just cannot be referenced in place
-                extra["enmap:references_unavailable"] = str(exc)
-            else:
-                refs_href = join(catalog_url, "refs", f"{source.product_id}.json")
-                atomic_write_bytes(refs_href, json.dumps(refs).encode(), storage_options)
-        stage = "item"
-        item = create_item_dict(
-            metadata,
-            footprint,
-            files=dict(source.files),
-            grid=grid,
-            references_href=refs_href,
-            delivery=source.delivery,
-            extra_properties=extra,
-        )
-        return _Outcome(source.product_id, item=item)
-    except ProductError as exc:
-        # the stage the job was in is more precise than the error class's default stage
-        rec = QuarantineRecord(source.product_id, stage, type(exc).__name__, str(exc), source.url)
-    except Exception as exc:  # one bad tile never takes the good ones down
-        log.debug("unexpected error indexing %s:\n%s", source.product_id, traceback.format_exc())
-        rec = QuarantineRecord(source.product_id, stage, type(exc).__name__, f"{source.product_id}: {exc}", source.url)
-    return _Outcome(source.product_id, quarantine=rec)
+                epsg=grid["epsg"],
+                transform=grid["transform"],
+                storage_options=storage_options,
+            )
+        except ReferenceError_ as exc:
+            # e.g. a deflated ZIP member: the tile is fine, it just cannot be referenced in place
+            extra["enmap:references_unavailable"] = str(exc)
+        else:
+            refs_href = join(catalog_url, "refs", f"{source.product_id}.json")
+            atomic_write_bytes(refs_href, json.dumps(refs).encode(), storage_options)
+    stage[0] = "item"
+    item = create_item_dict(
+        metadata,
+        footprint,
+        files=dict(source.files),
+        grid=grid,
+        references_href=refs_href,
+        delivery=source.delivery,
+        extra_properties=extra,
+    )
+    return item
 
 
 def _index_batch(sources, catalog_url, storage_options, config) -> list[_Outcome]:
@@ -222,16 +299,45 @@ def _run_batches(
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or 1)
         size = config.batch_size or max(1, min(200, math.ceil(len(sources) / (n_workers * 8))))
         batches = [list(sources[i : i + size]) for i in range(0, len(sources), size)]
-        futures = client.map(
-            _index_batch,
-            batches,
-            catalog_url=catalog_url,
-            storage_options=dict(storage_options or {}),
-            config=config,
-            key=[f"index-batch-{i}-{uuid.uuid4().hex[:8]}" for i in range(len(batches))],
-        )
-        for fut in as_completed(futures):
-            res = fut.result()
+        opts = dict(storage_options or {})
+
+        def submit(batch_list):
+            futs = client.map(
+                _index_batch,
+                batch_list,
+                catalog_url=catalog_url,
+                storage_options=opts,
+                config=config,
+                key=[f"index-batch-{uuid.uuid4().hex[:12]}" for _ in batch_list],
+            )
+            return futs
+
+        pending = dict(zip(submit(batches), batches, strict=True))
+        suspects = []
+        for fut in as_completed(list(pending)):
+            batch = pending.pop(fut)
+            try:
+                res = fut.result()
+            except Exception:  # the worker died (crash, memory) or the task could not run
+                suspects.extend(batch)
+                fut.release()
+                continue
+            outcomes.extend(res)
+            if progress:
+                progress(len(res))
+            fut.release()
+        # each product of a failed batch alone, one at a time: a crash then names its product
+        # and takes no other product with it
+        for s in suspects:
+            (fut,) = submit([[s]])
+            try:
+                res = fut.result()
+            except Exception as exc:
+                why = (f"{s.product_id}: the worker indexing it failed ({type(exc).__name__}: {exc}); "
+                       "crash or memory exhausted")
+                log.warning("%s", why)
+                res = [_Outcome(s.product_id, quarantine=QuarantineRecord(s.product_id, "worker", type(exc).__name__,
+                                                                          why, s.url))]
             outcomes.extend(res)
             if progress:
                 progress(len(res))
@@ -278,6 +384,7 @@ def index_archive(
     config: IndexConfig = IndexConfig(),
     cluster: ClusterSpec = ClusterSpec(),
     progress: bool = False,
+    discovery=None,
 ) -> IndexReport:
     """Index an archive into the STAC tile catalog at ``catalog_url`` (incrementally).
 
@@ -288,9 +395,15 @@ def index_archive(
         config: job options.
         cluster: where the per-product work runs.
         progress: show a progress bar.
+        discovery: what :func:`~spectralearth.catalog.enmap.discover_products` found, when the
+            caller already listed the archive (default: list it now).
 
     Returns:
         An :class:`IndexReport`; bad products are in ``report.quarantine``, never raised.
+
+    Raises:
+        NothingFoundError: no product (good or bad) was found; the message says what was
+            searched and what was skipped, by reason.
     """
     from spectralearth.catalog.enmap import discover_products
 
@@ -299,9 +412,14 @@ def index_archive(
     report = IndexReport(archive_url=archive_url, catalog_url=catalog_url, snapshot=snapshot)
 
     t = time.perf_counter()
-    discovery = discover_products(archive_url, storage_options=storage_options)
+    if discovery is None:
+        discovery = discover_products(archive_url, storage_options=storage_options)
     report.stages["discover"] = time.perf_counter() - t
     report.discovered = len(discovery.sources)
+    report.searched = discovery.searched
+    report.skipped = dict(discovery.skipped)
+    if not discovery.sources and not discovery.problems:
+        raise NothingFoundError(f"no EnMAP L2A products found: {discovery.describe()}")
 
     t = time.perf_counter()
     existing_ids = read_ids(catalog_url, storage_options=storage_options)
@@ -310,10 +428,16 @@ def index_archive(
     known = set(existing_ids)
     known |= {r["product"] for r in old_superseded}
     if not config.retry_quarantined:
-        known |= {r["product"] for r in old_quarantine}
+        # storage failures may pass: those products are tried again without a flag
+        found = {s.product_id for s in discovery.sources}
+        retry = {r["product"] for r in old_quarantine if r.get("retryable") and r["product"] in found}
+        known |= {r["product"] for r in old_quarantine if r["product"] not in retry}
+        old_quarantine = [r for r in old_quarantine if r["product"] not in retry]
     else:
         old_quarantine = []
+        retry = set()
     todo = [s for s in discovery.sources if s.product_id not in known]
+    report.retried = sum(1 for s in todo if s.product_id in retry)
     report.already_indexed = len(discovery.sources) - len(todo)
     report.stages["load_catalog"] = time.perf_counter() - t
 

@@ -129,6 +129,8 @@ def tiff_references(
     """
     from pyproj import CRS
 
+    if tiff_url.startswith("tar://"):
+        raise ReferenceError_(f"{product}: a member of a tar archive cannot be referenced in place")
     if tiff_url.startswith("zip://"):
         raw, target_url, target_offset = _zip_member_refs(tiff_url, storage_options)
     else:

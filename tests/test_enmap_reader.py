@@ -269,8 +269,12 @@ def test_discovery_of_folder_and_zip(archive):
     assert pickle.loads(pickle.dumps(zipped)) == zipped
     both = discover_products(str(archive["base"]))
     assert [s.product_id for s in both.sources] == [STEM]  # four deliveries of one product
-    assert {p.key for p in both.problems} == {"duplicate"}
-    assert both.sources[0].delivery == "folder"
+    assert both.problems == ()  # one product, not a quarantine
+    assert both.skipped == {"duplicate delivery of a product found elsewhere": 3}
+    # the most complete delivery wins, a folder before the ZIP with the same files
+    assert both.sources[0].delivery == "folder" and both.sources[0].url == str(archive["product"])
+    assert {d[1] for d in both.duplicates} == {str(archive["no_classes"] / STEM), str(archive["xml_only"] / STEM),
+                                                str(archive["zipped"] / "deliveries" / f"{STEM}.ZIP")}
 
 
 def test_discovery_reports_problems(tmp_path):
@@ -279,7 +283,7 @@ def test_discovery_reports_problems(tmp_path):
     shutil.copy(SAMPLE / XML_NAME, good / XML_NAME)
     (tmp_path / "a" / "README.txt").write_text("not a product")
     (tmp_path / "ENMAP01-____L2A-DT12_broken").mkdir()
-    (tmp_path / "ENMAP01-____L2A-DT12_broken" / "x.tif").write_bytes(b"x")
+    (tmp_path / "ENMAP01-____L2A-DT12_broken" / "ENMAP01-____L2A-DT12_broken-METADATA.XML").write_bytes(b"x")
     other = STEM.replace("_001_", "_002_")
     (tmp_path / "b" / other).mkdir(parents=True)
     (tmp_path / "b" / other / f"{other}-QL_VNIR.TIF").write_bytes(b"x")
@@ -416,7 +420,8 @@ def test_products_on_s3(archive, s3_bucket):
             rel = f.relative_to(archive[kind]).as_posix()
             fs.put_file(str(f), f"{s3_bucket}/{prefix}/{rel}")
     found = discover_products(f"s3://{s3_bucket}/")
-    assert found.problems[0].key == "duplicate" and len(found.problems) == 1
+    assert found.problems == ()
+    assert found.skipped == {"duplicate delivery of a product found elsewhere": 1}
     assert [s.product_id for s in found.sources] == [STEM]
     folder = found.sources[0]
     assert folder.url == f"s3://{s3_bucket}/folder/2017/{STEM}" and folder.delivery == "folder"

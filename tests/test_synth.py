@@ -161,6 +161,10 @@ def test_xml_paths_and_bands(small_archive):
         xroot = ET.fromstring(_read_member(kind, path, stem, "METADATA.XML"))
         assert xroot.tag == "level_X"
         ours = _paths(xroot)
+        # every element path of the real file, and none it lacks
+        assert ours == sample, (sorted(sample - ours)[:5], sorted(ours - sample)[:5])
+        raw = _read_member(kind, path, stem, "METADATA.XML")
+        assert 3_500_000 < len(raw) < 5_000_000  # the real one has 4.2 MB
         for p in BRIEF_PATHS:
             assert p in sample, p
             assert p in ours, p
@@ -216,16 +220,20 @@ def test_raster_contract(small_archive):
         with _tif(kind, path, stem, "QL_QUALITY_CLASSES.TIF") as cl:
             classes = cl.read(1)
         assert np.array_equal(classes == 3, nodata)
-        assert set(np.unique(classes)) <= {1, 2, 3}
+        assert set(np.unique(classes)) <= {0, 1, 2, 3}
         xroot = ET.fromstring(_read_member(kind, path, stem, "METADATA.XML"))
         with _tif(kind, path, stem, "QL_QUALITY_CLOUD.TIF") as cm:
             cloud = cm.read(1)
         pct = 100.0 * cloud[~nodata].sum() / (~nodata).sum()
         assert abs(float(xroot.find("specific/qualityFlag/cloudCover").text) - pct) <= 0.51
+        # class 0 where clouds hide land or water, as in the real sample's CLASSES (which has 0-3)
+        assert np.array_equal(classes == 0, (cloud == 1) & ~nodata)
         if cloud.any():  # clouds are bright
             assert np.median(img[40][cloud.astype(bool)]) > np.median(img[40][~nodata & (cloud == 0)])
         with _tif(kind, path, stem, "QL_VNIR.TIF") as q:
-            assert q.count == 3 and q.dtypes[0] == "uint8"
+            assert q.count == 3 and q.dtypes[0] == "uint16"
+            ql = q.read()
+        assert np.all(ql[:, nodata] == 0) and ql[:, ~nodata].max() > 255  # 16-bit values, 0 outside
         checked += 1
     assert checked >= 2
 

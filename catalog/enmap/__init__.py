@@ -4,10 +4,10 @@ from spectralearth.catalog.enmap.footprint import Footprint, mask_footprint, utm
 from spectralearth.catalog.enmap.image import ImageInfo, check_image, tiff_data_end
 from spectralearth.catalog.enmap.metadata import Band, EnmapMetadata, parse_metadata, utm_epsg
 from spectralearth.catalog.enmap.naming import SUFFIXES, ProductName, looks_like_product, split_file_name
+from spectralearth.catalog.enmap.discovery import Discovery, archive_kind, discover_products, unsafe_member_reason
 from spectralearth.catalog.enmap.product import (
-    Discovery,
+    MAX_XML_BYTES,
     ProductSource,
-    discover_products,
     object_size,
     open_file,
     open_raster,
@@ -15,6 +15,7 @@ from spectralearth.catalog.enmap.product import (
 )
 
 __all__ = [
+    "MAX_XML_BYTES",
     "SUFFIXES",
     "Band",
     "Discovery",
@@ -23,6 +24,7 @@ __all__ = [
     "ImageInfo",
     "ProductName",
     "ProductSource",
+    "archive_kind",
     "check_image",
     "discover_products",
     "looks_like_product",
@@ -34,6 +36,7 @@ __all__ = [
     "read_metadata",
     "split_file_name",
     "tiff_data_end",
+    "unsafe_member_reason",
     "utm_epsg",
     "utm_epsg_for",
     "valid_footprint",

@@ -5,6 +5,10 @@ band of SPECTRAL_IMAGE.TIF, and, for footprint-only products, the corner points 
 METADATA.XML. The mask is polygonized at full resolution (~20 ms for 1128x1212), small
 specks and holes are dropped, and the outline is simplified by at most ``simplify_px``
 pixels, so the footprint never reaches more than that beyond valid data.
+
+A tile that crosses the antimeridian has a continuous footprint in its UTM zone; in WGS84
+it is split at ±180° (the ``antimeridian`` package) into a MultiPolygon, so that it never
+spans the globe.
 """
 
 from __future__ import annotations
@@ -23,12 +27,23 @@ from spectralearth.catalog.enmap.metadata import EnmapMetadata
 from spectralearth.catalog.enmap.product import ProductSource, open_raster
 from spectralearth.catalog.errors import ImageError
 
-__all__ = ["CLASSES", "BACKGROUND_CLASS", "Footprint", "mask_footprint", "utm_epsg_for", "valid_footprint"]
+__all__ = [
+    "CLASSES",
+    "BACKGROUND_CLASS",
+    "MAX_MASK_PIXELS",
+    "Footprint",
+    "mask_footprint",
+    "split_antimeridian",
+    "utm_epsg_for",
+    "valid_footprint",
+]
 
 CLASSES = "QL_QUALITY_CLASSES.TIF"
 """Suffix of the land/water/background mask."""
 BACKGROUND_CLASS = 3
 """Class of pixels outside the swath in QL_QUALITY_CLASSES."""
+MAX_MASK_PIXELS = 36_000_000
+"""Largest mask read whole (a real tile is ~1.5 M pixels; 6000x6000 would be a 180 km tile)."""
 _PREFERRED_BANDS = (50, 30, 80, 20, 100, 10)
 """1-based bands tried for image nodata, away from the water-vapour absorption bands."""
 
@@ -78,10 +93,30 @@ def _polygonal(geom) -> Polygon | MultiPolygon:
     return flat[0] if len(flat) == 1 else MultiPolygon(flat)
 
 
+def split_antimeridian(wgs84) -> Polygon | MultiPolygon:
+    """Split a lon/lat footprint whose ring jumps across ±180° into parts on either side.
+
+    A footprint that does not cross the antimeridian is returned unchanged. Edges are taken
+    as straight in lon/lat (footprints are densified before reprojection).
+    """
+    import antimeridian
+    from shapely.geometry.polygon import orient
+
+    minx, _, maxx, _ = wgs84.bounds
+    if maxx - minx <= 180.0:
+        return wgs84
+    parts = wgs84.geoms if isinstance(wgs84, MultiPolygon) else [wgs84]
+    fixed = []
+    for part in parts:
+        out = antimeridian.fix_polygon(orient(part, 1.0), great_circle=False)
+        fixed.extend(out.geoms if isinstance(out, MultiPolygon) else [out])
+    return fixed[0] if len(fixed) == 1 else MultiPolygon(fixed)
+
+
 def _finish(utm, epsg: int, *, densify_m: float, repaired: bool) -> tuple[Any, Any, bool]:
     if not utm.is_valid:
         utm, repaired = _polygonal(shapely.make_valid(utm)), True
-    wgs84 = _reproject(shapely.segmentize(utm, densify_m), epsg, 4326)
+    wgs84 = split_antimeridian(_reproject(shapely.segmentize(utm, densify_m), epsg, 4326))
     if not wgs84.is_valid:
         wgs84, repaired = _polygonal(shapely.make_valid(wgs84)), True
     return utm, wgs84, repaired
@@ -138,8 +173,8 @@ def mask_footprint(
     return _polygonal(simplified), repaired
 
 
-def _image_mask(ds, product: str) -> np.ndarray:
-    nodata = ds.nodata
+def _image_mask(ds, product: str, background: float | None = None) -> np.ndarray:
+    nodata = ds.nodata if ds.nodata is not None else background
     if nodata is None:
         raise ImageError(product, "SPECTRAL_IMAGE.TIF has no nodata value", key="nodata")
     tried = [b for b in _PREFERRED_BANDS if b <= ds.count] or [1]
@@ -158,6 +193,7 @@ def valid_footprint(
     simplify_px: float = 1.0,
     min_area_px: float = 64.0,
     densify_px: float = 32.0,
+    max_mask_pixels: int = MAX_MASK_PIXELS,
 ) -> Footprint:
     """The valid-data footprint of a product, in its UTM CRS and in WGS84.
 
@@ -168,23 +204,32 @@ def valid_footprint(
         simplify_px: outline simplification tolerance in pixels.
         min_area_px: valid parts and nodata holes smaller than this are dropped.
         densify_px: edge length (pixels) at which edges are densified before reprojection.
+        max_mask_pixels: masks larger than this are rejected without being read.
 
     Returns:
         The footprint and where it came from.
 
     Raises:
-        ImageError: no valid pixels, a raster without CRS, or an unreadable mask.
+        ImageError: no valid pixels, a raster without CRS, an unreadable mask, a mask larger
+            than ``max_mask_pixels`` or on another grid size than METADATA.XML's.
     """
     pid = source.product_id
     pixel = metadata.pixel_size or 30.0
     if source.file(CLASSES) is not None or source.file("SPECTRAL_IMAGE.TIF") is not None:
         kind = "classes-mask" if source.file(CLASSES) is not None else "image-nodata"
         suffix = CLASSES if kind == "classes-mask" else "SPECTRAL_IMAGE.TIF"
-        with open_raster(source, suffix, storage_options=storage_options) as ds:
+        whole = 64 * 2**20 if kind == "classes-mask" else 0  # masks are small: one GET
+        with open_raster(source, suffix, storage_options=storage_options, whole_below=whole) as ds:
             if ds.crs is None or ds.crs.to_epsg() is None:
                 raise ImageError(pid, f"{suffix} has no EPSG CRS", key="crs")
             epsg, transform = int(ds.crs.to_epsg()), ds.transform
-            valid = ds.read(1) != BACKGROUND_CLASS if kind == "classes-mask" else _image_mask(ds, pid)
+            if ds.width * ds.height > max_mask_pixels:
+                raise ImageError(pid, f"{suffix} is {ds.width}x{ds.height} pixels, above the read limit of "
+                                      f"{max_mask_pixels} pixels", key=suffix)
+            if (ds.height, ds.width) != (metadata.height, metadata.width):
+                raise ImageError(pid, f"{suffix} is {ds.width}x{ds.height} (cols x rows) but METADATA.XML says "
+                                      f"{metadata.width}x{metadata.height}", key="shape")
+            valid = ds.read(1) != BACKGROUND_CLASS if kind == "classes-mask" else _image_mask(ds, pid, metadata.background_value)
         utm, repaired = mask_footprint(valid, transform, product=pid, simplify_px=simplify_px, min_area_px=min_area_px)
         pixel = float(np.sqrt(abs(transform.a * transform.e - transform.b * transform.d)))
         fraction = float(valid.mean())

@@ -12,10 +12,15 @@ from spectralearth.catalog.enmap.metadata import EnmapMetadata
 from spectralearth.catalog.enmap.product import ProductSource, object_size, open_file, open_raster
 from spectralearth.catalog.errors import ImageError
 
-__all__ = ["IMAGE", "ImageInfo", "check_image", "tiff_data_end"]
+__all__ = ["CUBE_NODATA", "CUBE_SCALE", "IMAGE", "ImageInfo", "check_contract", "check_image", "sample_pixels",
+           "tiff_data_end"]
 
 IMAGE = "SPECTRAL_IMAGE.TIF"
 """Suffix of the reflectance image."""
+CUBE_NODATA = -32768
+"""Nodata of the cube's int16 reflectance (the cube contract)."""
+CUBE_SCALE = 1e-4
+"""Reflectance = DN x CUBE_SCALE in the cube (the cube contract); offset 0."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ def check_image(
         )
     if transform.b != 0 or transform.d != 0 or transform.a <= 0 or transform.e >= 0:
         raise ImageError(pid, f"image grid is not north-up: {tuple(transform)[:6]}", key="transform")
+    nodata = check_contract(pid, metadata, nodata)
     return ImageInfo(
         epsg=int(epsg),
         transform=tuple(float(v) for v in tuple(transform)[:6]),
@@ -131,3 +137,79 @@ def check_image(
         block_shape=block_shape,
         size_bytes=size,
     )
+
+
+def check_contract(product: str, metadata: EnmapMetadata, raster_nodata: float | None) -> float:
+    """The image's nodata, checked with the XML's gains/offsets against the cube contract.
+
+    The cube stores the source DNs unchanged as int16 with nodata -32768 and reflectance
+    = DN x 1e-4, so a product whose raster nodata (or, without one, the XML's
+    ``backgroundValue``) or band gains/offsets say otherwise cannot be copied into it.
+
+    Returns:
+        The nodata value to use (the raster's own, else the XML's background value).
+
+    Raises:
+        ImageError: naming the product, the band and the contradicting value.
+    """
+    nodata = raster_nodata if raster_nodata is not None else metadata.background_value
+    if nodata is None:
+        raise ImageError(product, "SPECTRAL_IMAGE.TIF has no nodata value and METADATA.XML no backgroundValue",
+                         key="nodata")
+    if float(nodata) != CUBE_NODATA:
+        where = "SPECTRAL_IMAGE.TIF nodata" if raster_nodata is not None else "METADATA.XML backgroundValue"
+        raise ImageError(product, f"{where} is {nodata:g}, but the cube stores int16 with nodata {CUBE_NODATA}",
+                         key="nodata")
+    for b in metadata.bands:
+        if not np.isclose(b.gain, CUBE_SCALE, rtol=1e-6, atol=0) or b.offset != 0:
+            raise ImageError(
+                product,
+                f"band {b.number}: gain {b.gain:g} / offset {b.offset:g} contradict the cube's reflectance = DN x "
+                f"{CUBE_SCALE:g} + 0",
+                key="gain",
+            )
+    return float(nodata)
+
+
+def sample_pixels(
+    source: ProductSource,
+    info: ImageInfo,
+    footprint_utm,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    windows: int = 5,
+    size: int = 16,
+    band: int | None = None,
+) -> float:
+    """Fraction of valid pixels in a few small windows of one band, inside the valid footprint.
+
+    A cheap check that the image has data where the masks say it has: ``windows`` windows of
+    ``size`` x ``size`` pixels at points spread over the footprint (each read touches one
+    block of a tiled image, or a few strips of a stripped one).
+
+    Returns:
+        The valid fraction of the sampled pixels (0 for an image of nodata).
+    """
+    import shapely
+    from rasterio.windows import Window
+
+    a, _, c, _, e, f = info.transform
+    rows, cols = info.shape
+    inner = footprint_utm.buffer(-size * abs(a))
+    area = inner if not inner.is_empty else footprint_utm
+    # points spread over the footprint: its representative point plus a grid clipped to it
+    xs = np.linspace(*area.bounds[0::2], 7)[1:-1]
+    ys = np.linspace(*area.bounds[1::2], 7)[1:-1]
+    grid = shapely.points(np.array([(x, y) for x in xs for y in ys]))
+    inside = [p for p in grid if area.contains(p)]
+    picks = [area.representative_point()] + inside[:: max(1, len(inside) // max(1, windows - 1))][: windows - 1]
+    band = band or min(info.count, 50)
+    valid = total = 0
+    with open_raster(source, IMAGE, storage_options=storage_options) as ds:
+        for p in picks:
+            col = int(np.clip((p.x - c) / a - size / 2, 0, max(0, cols - size)))
+            row = int(np.clip((p.y - f) / e - size / 2, 0, max(0, rows - size)))
+            block = ds.read(band, window=Window(col, row, min(size, cols), min(size, rows)))
+            valid += int((block != info.nodata).sum())
+            total += block.size
+    return valid / total if total else 0.0

@@ -13,6 +13,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import defusedxml
+import defusedxml.ElementTree
+
 from spectralearth.catalog.enmap.naming import ProductName
 from spectralearth.catalog.errors import MetadataError, NamingError
 
@@ -108,6 +111,9 @@ class EnmapMetadata:
     """``specific/processingDateTime``, UTC."""
     files: tuple[str, ...]
     """File names listed in ``product/productFileInformation``."""
+    ortho_corners_lonlat: tuple[tuple[float, float], ...] = ()
+    """``specific/spatialCoverageOfOrthoScene`` corners (upper_left, upper_right, lower_right,
+    lower_left) of the ortho grid; empty if absent or not four valid points."""
 
     @property
     def band_count(self) -> int:
@@ -265,12 +271,16 @@ def parse_metadata(xml: bytes | str, *, product: str) -> EnmapMetadata:
         The typed metadata.
 
     Raises:
-        MetadataError: malformed XML, a required element missing, a value that does not
+        MetadataError: malformed or unsafe XML (a DTD, entities, external references), a
+            required element missing, a value that does not
             parse, gaps in the band numbering, or a name/id that contradicts the product.
     """
     data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
     try:
-        root = ET.fromstring(_blank_skipped(data))
+        # untrusted input: defusedxml refuses entity expansion and external references
+        root = defusedxml.ElementTree.fromstring(_blank_skipped(data), forbid_dtd=True)
+    except defusedxml.DefusedXmlException as exc:
+        raise MetadataError(product, f"refused unsafe XML ({type(exc).__name__}: {exc})", key="xml") from None
     except ET.ParseError as exc:
         line, col = getattr(exc, "position", (0, 0))
         reason = str(exc).split(":")[0]
@@ -323,6 +333,7 @@ def parse_metadata(xml: bytes | str, *, product: str) -> EnmapMetadata:
             raise r.error("product/ortho/projection", str(exc)) from None
 
     q = "specific/qualityFlag/"
+    ortho = _ortho_corners(root)
     files = tuple(
         el.text.strip()
         for el in root.findall("product/productFileInformation/file/name")
@@ -360,4 +371,20 @@ def parse_metadata(xml: bytes | str, *, product: str) -> EnmapMetadata:
         background_value=r.number("specific/backgroundValue", required=False),
         processing_time=r.time("specific/processingDateTime", required=False),
         files=files,
+        ortho_corners_lonlat=ortho,
     )
+
+
+def _ortho_corners(root: ET.Element) -> tuple[tuple[float, float], ...]:
+    corners: dict[str, tuple[float, float]] = {}
+    for point in root.findall("specific/spatialCoverageOfOrthoScene/boundingPolygon/point"):
+        frame = (point.findtext("frame") or "").strip()
+        try:
+            lon, lat = float(point.findtext("longitude") or ""), float(point.findtext("latitude") or "")
+        except ValueError:
+            return ()
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            return ()
+        corners.setdefault(frame, (lon, lat))
+    order = ("upper_left", "upper_right", "lower_right", "lower_left")
+    return tuple(corners[k] for k in order) if all(k in corners for k in order) else ()

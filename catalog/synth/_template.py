@@ -591,3 +591,304 @@ TEMPLATE = """\
   </product>
 </level_X>
 """
+
+
+SECTIONS = """\
+<sections>
+<calibration>
+ <orbit>
+  <stateVector num="1" maneuver="0" qualInd="1" _n="6030">
+   <timeUTC>2017-06-26T09:30:21.000000Z</timeUTC>
+   <timeGPS>1182504639</timeGPS>
+   <timeGPSFraction>0.0</timeGPSFraction>
+   <posX>-3913882.36613</posX>
+   <posY>-1827133.76488</posY>
+   <posZ>-5557217.50158</posZ>
+   <velX>-6079.24013918</velX>
+   <velY>-634.485184122</velY>
+   <velZ>4494.66783247</velZ>
+  </stateVector>
+  <absOrbit>13842</absOrbit>
+  <phase>1</phase>
+  <timeInterval>1.0</timeInterval>
+  <positionAccuracy>10.0</positionAccuracy>
+  <velocityAccuracy>0.01</velocityAccuracy>
+ </orbit>
+ <attitude>
+  <attitudeDataRefFrames>
+   <fromFrame>MECH</fromFrame>
+   <toFrame>WGS84</toFrame>
+  </attitudeDataRefFrames>
+  <stateVector num="1" sensor="STS1" qualInd="1" _n="32">
+   <timeUTC>2017-06-26T10:20:07.003600Z</timeUTC>
+   <timeGPS>1182507625</timeGPS>
+   <timeGPSFraction>0.00359988212585</timeGPSFraction>
+   <q0>0.930678065906</q0>
+   <q1>0.125108951442</q1>
+   <q2>-0.329259115385</q2>
+   <q3>0.0988661865674</q3>
+  </stateVector>
+  <accuracy>0.01</accuracy>
+  <timeInterval>1.000</timeInterval>
+ </attitude>
+</calibration>
+<navigation>
+ <boresight>
+  <swir>
+   <instrumentMountingAngles>
+    <initialValues>
+     <OMEGA_INIT unit="DEG">0.0</OMEGA_INIT>
+     <PHI_INIT unit="DEG">0.0</PHI_INIT>
+     <KAPPA_INIT unit="DEG">0.0</KAPPA_INIT>
+    </initialValues>
+    <variationValues>
+     <N_X_0>0.0</N_X_0>
+     <N_Y_0>0.0</N_Y_0>
+     <N_Z_0>0.0</N_Z_0>
+     <N_X_1>0.0</N_X_1>
+     <N_Y_1>0.0</N_Y_1>
+     <N_Z_1>0.0</N_Z_1>
+     <N_X_2>0.0</N_X_2>
+     <N_Y_2>0.0</N_Y_2>
+     <N_Z_2>0.0</N_Z_2>
+     <N_X_3>0.0</N_X_3>
+     <N_Y_3>0.0</N_Y_3>
+     <N_Z_3>0.0</N_Z_3>
+     <N_X_4>0.0</N_X_4>
+     <N_Y_4>0.0</N_Y_4>
+     <N_Z_4>0.0</N_Z_4>
+     <N_X_5>0.0</N_X_5>
+     <N_Y_5>0.0</N_Y_5>
+     <N_Z_5>0.0</N_Z_5>
+     <N_X_6>0.0</N_X_6>
+     <N_Y_6>0.0</N_Y_6>
+     <N_Z_6>0.0</N_Z_6>
+     <N_X_7>0.0</N_X_7>
+     <N_Y_7>0.0</N_Y_7>
+     <N_Z_7>0.0</N_Z_7>
+     <N_X_8>0.0</N_X_8>
+     <N_Y_8>0.0</N_Y_8>
+     <N_Z_8>0.0</N_Z_8>
+     <N_X_9>0.0</N_X_9>
+     <N_Y_9>0.0</N_Y_9>
+     <N_Z_9>0.0</N_Z_9>
+     <N_X_10>0.0</N_X_10>
+     <N_Y_10>0.0</N_Y_10>
+     <N_Z_10>0.0</N_Z_10>
+    </variationValues>
+    <estimatedValues>
+     <OMEGA_EST unit="DEG">0.002003</OMEGA_EST>
+     <PHI_EST unit="DEG">-0.002993</PHI_EST>
+     <KAPPA_EST unit="DEG">0.00892</KAPPA_EST>
+    </estimatedValues>
+   </instrumentMountingAngles>
+  </swir>
+  <vnir>
+   <instrumentMountingAngles>
+    <initialValues>
+     <OMEGA_INIT unit="DEG">0.0</OMEGA_INIT>
+     <PHI_INIT unit="DEG">0.0</PHI_INIT>
+     <KAPPA_INIT unit="DEG">0.0</KAPPA_INIT>
+    </initialValues>
+    <variationValues>
+     <N_X_0>0.0</N_X_0>
+     <N_Y_0>0.0</N_Y_0>
+     <N_Z_0>0.0</N_Z_0>
+     <N_X_1>0.0</N_X_1>
+     <N_Y_1>0.0</N_Y_1>
+     <N_Z_1>0.0</N_Z_1>
+     <N_X_2>0.0</N_X_2>
+     <N_Y_2>0.0</N_Y_2>
+     <N_Z_2>0.0</N_Z_2>
+     <N_X_3>0.0</N_X_3>
+     <N_Y_3>0.0</N_Y_3>
+     <N_Z_3>0.0</N_Z_3>
+     <N_X_4>0.0</N_X_4>
+     <N_Y_4>0.0</N_Y_4>
+     <N_Z_4>0.0</N_Z_4>
+     <N_X_5>0.0</N_X_5>
+     <N_Y_5>0.0</N_Y_5>
+     <N_Z_5>0.0</N_Z_5>
+     <N_X_6>0.0</N_X_6>
+     <N_Y_6>0.0</N_Y_6>
+     <N_Z_6>0.0</N_Z_6>
+     <N_X_7>0.0</N_X_7>
+     <N_Y_7>0.0</N_Y_7>
+     <N_Z_7>0.0</N_Z_7>
+     <N_X_8>0.0</N_X_8>
+     <N_Y_8>0.0</N_Y_8>
+     <N_Z_8>0.0</N_Z_8>
+     <N_X_9>0.0</N_X_9>
+     <N_Y_9>0.0</N_Y_9>
+     <N_Z_9>0.0</N_Z_9>
+     <N_X_10>0.0</N_X_10>
+     <N_Y_10>0.0</N_Y_10>
+     <N_Z_10>0.0</N_Z_10>
+    </variationValues>
+    <estimatedValues>
+     <OMEGA_EST unit="DEG">0.002003</OMEGA_EST>
+     <PHI_EST unit="DEG">-0.002993</PHI_EST>
+     <KAPPA_EST unit="DEG">0.00892</KAPPA_EST>
+    </estimatedValues>
+   </instrumentMountingAngles>
+  </vnir>
+ </boresight>
+ <interiorOrientation>
+  <vnir>
+   <A_1_X>0.026857394</A_1_X>
+   <A_1_Y>-1.317634195</A_1_Y>
+   <A_2_X>0.0</A_2_X>
+   <A_2_Y>0.0</A_2_Y>
+   <A_3_X>0.0</A_3_X>
+   <A_3_Y>0.0</A_3_Y>
+   <B_1_X>-0.000107322</B_1_X>
+   <B_1_Y>0.002627372</B_1_Y>
+   <B_2_X>0.0</B_2_X>
+   <B_2_Y>0.0</B_2_Y>
+   <B_3_X>0.0</B_3_X>
+   <B_3_Y>0.0</B_3_Y>
+   <C_1_X>1.07215e-07</C_1_X>
+   <C_1_Y>5.262e-09</C_1_Y>
+   <C_2_X>0.0</C_2_X>
+   <C_2_Y>0.0</C_2_Y>
+   <C_3_X>0.0</C_3_X>
+   <C_3_Y>0.0</C_3_Y>
+  </vnir>
+  <swir>
+   <A_1_X>0.026857394</A_1_X>
+   <A_1_Y>-1.317634195</A_1_Y>
+   <A_2_X>0.0</A_2_X>
+   <A_2_Y>0.0</A_2_Y>
+   <A_3_X>0.0</A_3_X>
+   <A_3_Y>0.0</A_3_Y>
+   <B_1_X>-0.000107322</B_1_X>
+   <B_1_Y>0.002627372</B_1_Y>
+   <B_2_X>0.0</B_2_X>
+   <B_2_Y>0.0</B_2_Y>
+   <B_3_X>0.0</B_3_X>
+   <B_3_Y>0.0</B_3_Y>
+   <C_1_X>1.07215e-07</C_1_X>
+   <C_1_Y>5.262e-09</C_1_Y>
+   <C_2_X>0.0</C_2_X>
+   <C_2_Y>0.0</C_2_Y>
+   <C_3_X>0.0</C_3_X>
+   <C_3_Y>0.0</C_3_Y>
+  </swir>
+ </interiorOrientation>
+ <RPC>
+  <bandID number="1" _n="218">
+   <ROW_OFF>512.0000000000</ROW_OFF>
+   <COL_OFF>500.0000000000</COL_OFF>
+   <LAT_OFF>47.6256020945</LAT_OFF>
+   <LONG_OFF>10.9371050116</LONG_OFF>
+   <HEIGHT_OFF>1792.4974941261</HEIGHT_OFF>
+   <ROW_SCALE>517.1199951172</ROW_SCALE>
+   <COL_SCALE>504.9999952316</COL_SCALE>
+   <LAT_SCALE>0.1653056884</LAT_SCALE>
+   <LONG_SCALE>0.2272712079</LONG_SCALE>
+   <HEIGHT_SCALE>1507.4228814314</HEIGHT_SCALE>
+   <ROW_NUM_01>3.289674862860473e-03</ROW_NUM_01>
+   <ROW_NUM_02>-2.750158980421163e-01</ROW_NUM_02>
+   <ROW_NUM_03>-1.167389271593728e+00</ROW_NUM_03>
+   <ROW_NUM_04>-2.821781425495592e-04</ROW_NUM_04>
+   <ROW_NUM_05>3.939956440957156e-03</ROW_NUM_05>
+   <ROW_NUM_06>2.618954949189879e-04</ROW_NUM_06>
+   <ROW_NUM_07>1.145814493068230e-03</ROW_NUM_07>
+   <ROW_NUM_08>-2.939227879755718e-02</ROW_NUM_08>
+   <ROW_NUM_09>-4.355751052828223e-03</ROW_NUM_09>
+   <ROW_NUM_10>2.912088594335504e-07</ROW_NUM_10>
+   <ROW_NUM_11>4.628012793773741e-05</ROW_NUM_11>
+   <ROW_NUM_12>-3.160036168879031e-04</ROW_NUM_12>
+   <ROW_NUM_13>7.563974946710062e-05</ROW_NUM_13>
+   <ROW_NUM_14>-7.200758741404982e-07</ROW_NUM_14>
+   <ROW_NUM_15>-4.484138650903947e-04</ROW_NUM_15>
+   <ROW_NUM_16>-2.709753344542844e-04</ROW_NUM_16>
+   <ROW_NUM_17>-3.128259936730703e-06</ROW_NUM_17>
+   <ROW_NUM_18>-3.650062187636157e-05</ROW_NUM_18>
+   <ROW_NUM_19>2.395433833400879e-05</ROW_NUM_19>
+   <ROW_NUM_20>4.698913835624251e-08</ROW_NUM_20>
+   <ROW_DEN_01>1.000000000000000e+00</ROW_DEN_01>
+   <ROW_DEN_02>7.058229152761374e-03</ROW_DEN_02>
+   <ROW_DEN_03>1.156136888499405e-03</ROW_DEN_03>
+   <ROW_DEN_04>-8.860940088455943e-04</ROW_DEN_04>
+   <ROW_DEN_05>-8.320658687426785e-05</ROW_DEN_05>
+   <ROW_DEN_06>-1.184134147681514e-05</ROW_DEN_06>
+   <ROW_DEN_07>-1.811880487992276e-05</ROW_DEN_07>
+   <ROW_DEN_08>5.204567225373372e-04</ROW_DEN_08>
+   <ROW_DEN_09>5.675720214845850e-04</ROW_DEN_09>
+   <ROW_DEN_10>2.353074912835463e-06</ROW_DEN_10>
+   <ROW_DEN_11>-6.051197067591524e-07</ROW_DEN_11>
+   <ROW_DEN_12>8.378199026322798e-07</ROW_DEN_12>
+   <ROW_DEN_13>3.355572538484822e-06</ROW_DEN_13>
+   <ROW_DEN_14>2.116862607563033e-08</ROW_DEN_14>
+   <ROW_DEN_15>1.406723174673034e-05</ROW_DEN_15>
+   <ROW_DEN_16>-3.622423889876280e-05</ROW_DEN_16>
+   <ROW_DEN_17>-2.011650226599876e-08</ROW_DEN_17>
+   <ROW_DEN_18>4.058570007623649e-07</ROW_DEN_18>
+   <ROW_DEN_19>-1.315965456704028e-06</ROW_DEN_19>
+   <ROW_DEN_20>3.828533486863639e-08</ROW_DEN_20>
+   <COL_NUM_01>-2.036246886373871e-02</COL_NUM_01>
+   <COL_NUM_02>1.148235403201092e+00</COL_NUM_02>
+   <COL_NUM_03>-2.678506820047697e-01</COL_NUM_03>
+   <COL_NUM_04>1.533598851493571e-04</COL_NUM_04>
+   <COL_NUM_05>-2.656095251500247e-03</COL_NUM_05>
+   <COL_NUM_06>1.987294407391653e-03</COL_NUM_06>
+   <COL_NUM_07>-5.864121896168968e-04</COL_NUM_07>
+   <COL_NUM_08>7.471067361379374e-03</COL_NUM_08>
+   <COL_NUM_09>2.694967873426586e-03</COL_NUM_09>
+   <COL_NUM_10>1.390099496733543e-07</COL_NUM_10>
+   <COL_NUM_11>-2.584289508183261e-05</COL_NUM_11>
+   <COL_NUM_12>3.118857638215239e-04</COL_NUM_12>
+   <COL_NUM_13>1.369682573358959e-04</COL_NUM_13>
+   <COL_NUM_14>7.431801875821553e-06</COL_NUM_14>
+   <COL_NUM_15>2.051622422584366e-05</COL_NUM_15>
+   <COL_NUM_16>-7.265175373859996e-04</COL_NUM_16>
+   <COL_NUM_17>-1.957482211067289e-06</COL_NUM_17>
+   <COL_NUM_18>2.299704649114669e-06</COL_NUM_18>
+   <COL_NUM_19>6.613555126511481e-07</COL_NUM_19>
+   <COL_NUM_20>-2.766733832445123e-08</COL_NUM_20>
+   <COL_DEN_01>1.000000000000000e+00</COL_DEN_01>
+   <COL_DEN_02>7.058229152761374e-03</COL_DEN_02>
+   <COL_DEN_03>1.156136888499405e-03</COL_DEN_03>
+   <COL_DEN_04>-8.860940088455943e-04</COL_DEN_04>
+   <COL_DEN_05>-8.320658687426785e-05</COL_DEN_05>
+   <COL_DEN_06>-1.184134147681514e-05</COL_DEN_06>
+   <COL_DEN_07>-1.811880487992276e-05</COL_DEN_07>
+   <COL_DEN_08>5.204567225373372e-04</COL_DEN_08>
+   <COL_DEN_09>5.675720214845850e-04</COL_DEN_09>
+   <COL_DEN_10>2.353074912835463e-06</COL_DEN_10>
+   <COL_DEN_11>-6.051197067591524e-07</COL_DEN_11>
+   <COL_DEN_12>8.378199026322798e-07</COL_DEN_12>
+   <COL_DEN_13>3.355572538484822e-06</COL_DEN_13>
+   <COL_DEN_14>2.116862607563033e-08</COL_DEN_14>
+   <COL_DEN_15>1.406723174673034e-05</COL_DEN_15>
+   <COL_DEN_16>-3.622423889876280e-05</COL_DEN_16>
+   <COL_DEN_17>-2.011650226599876e-08</COL_DEN_17>
+   <COL_DEN_18>4.058570007623649e-07</COL_DEN_18>
+   <COL_DEN_19>-1.315965456704028e-06</COL_DEN_19>
+   <COL_DEN_20>3.828533486863639e-08</COL_DEN_20>
+  </bandID>
+ </RPC>
+</navigation>
+<time>
+ <swir>
+  <frameTime number="1" _n="1024">2017-06-26T10:20:21.000000Z</frameTime>
+ </swir>
+ <vnir>
+  <frameTime number="1" _n="1024">2017-06-26T10:20:20.999936Z</frameTime>
+  <jitter number="1" _n="1024">6.3412771644e-05</jitter>
+ </vnir>
+</time>
+<bandStatistics>
+ <bandID number="1" _n="218">
+  <waveLength>423.03</waveLength>
+  <mean>0.0279624</mean>
+  <stdDeviation>0.011186</stdDeviation>
+ </bandID>
+</bandStatistics>
+</sections>
+"""
+"""Skeletons of the large product sections of a real METADATA.XML (calibration, navigation,
+frame times, band statistics): one instance of each repeated element, with ``_n`` = how many
+times it repeats in the real file (datatake 326721, tile 001). ``xmlwriter`` expands them to
+the real size."""

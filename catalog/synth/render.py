@@ -112,7 +112,8 @@ def scene_layers(spec: TileSpec, *, stride: int = 1) -> Scene:
     haze &= ~cloud
     cirrus, _ = _quantile_mask(fractal_noise(xs, ys, cells_m=(12000.0, 3000.0), seed=ps, salt=3), inside, spec.cirrus_cover)
     snow = (ab[6] > 0.5) & inside & ~cloud
-    classes = np.where(inside, np.where(ab[4] > 0.5, 2, 1), 3).astype(np.uint8)
+    # 1 land, 2 water, 3 background; 0 where clouds hide which it is (as in real products)
+    classes = np.where(inside, np.where(cloud, 0, np.where(ab[4] > 0.5, 2, 1)), 3).astype(np.uint8)
     masks = {
         "CLOUD": cloud, "CLOUDSHADOW": shadow, "HAZE": haze, "CIRRUS": cirrus, "SNOW": snow,
     }

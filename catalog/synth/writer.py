@@ -99,8 +99,9 @@ def _nearest(wl: np.ndarray, targets) -> list[int]:
 
 
 def _quicklook(rows: np.ndarray, idx: list[int]) -> np.ndarray:
-    ql = rows[idx].astype(np.float32)
-    out = np.clip(ql / 4000.0 * 255.0, 1, 255).astype(np.uint8)
+    """16-bit quicklook of three bands, as DLR writes them (0 outside the swath)."""
+    ql = rows[idx]
+    out = np.clip(ql, 1, 65535).astype(np.uint16)
     out[ql == NODATA] = 0
     return out
 
@@ -129,7 +130,7 @@ def write_product(spec: TileSpec, folder: str, config: SynthConfig, *, fault: st
         prof = _profile(spec, config, count=n_tif, dtype="int16", nodata=NODATA)
         prof["interleave"] = config.interleave
         vidx, sidx = _nearest(wl, QL_VNIR_NM), _nearest(wl, QL_SWIR_NM)
-        ql_v = np.zeros((3, spec.height, spec.width), dtype=np.uint8)
+        ql_v = np.zeros((3, spec.height, spec.width), dtype=np.uint16)
         ql_s = np.zeros_like(ql_v)
         with rasterio.open(path("SPECTRAL_IMAGE.TIF"), "w", **prof) as dst:
             for r0 in range(0, spec.height, _ROWS):
@@ -150,7 +151,7 @@ def write_product(spec: TileSpec, folder: str, config: SynthConfig, *, fault: st
             with rasterio.open(path(suffix), "w", **_profile(spec, config, count=1, dtype="uint8")) as dst:
                 dst.write(arr, 1)
         for suffix, arr in (("QL_VNIR.TIF", ql_v), ("QL_SWIR.TIF", ql_s)):
-            with rasterio.open(path(suffix), "w", **_profile(spec, config, count=3, dtype="uint8")) as dst:
+            with rasterio.open(path(suffix), "w", **_profile(spec, config, count=3, dtype="uint16")) as dst:
                 dst.write(arr)
         for name in os.listdir(folder):
             sizes[name[len(stem) + 1:]] = os.path.getsize(os.path.join(folder, name))

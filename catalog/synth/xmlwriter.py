@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import xml.etree.ElementTree as ET
-from datetime import datetime
+from datetime import datetime, timedelta
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from ._template import TEMPLATE
+from ._template import SECTIONS, TEMPLATE
 from .plan import TileSpec
 
 __all__ = ["SUFFIXES", "SCHEMA_VERSION", "metadata_xml", "dotted_version"]
@@ -85,7 +87,8 @@ def metadata_xml(
         fwhm: FWHM per band (nm).
         cover: percent CLOUD, CLOUDSHADOW, HAZE, CIRRUS, SNOW, WATER of the swath.
         grid_corners_lonlat: ortho grid corners UL, UR, LR, LL as (lon, lat).
-        file_sizes: bytes per SUFFIX (for the size fields); unknown sizes are written as 0.
+        file_sizes: bytes per SUFFIX of the files delivered (listed in productFileInformation
+            with their sizes, METADATA.XML always); None lists every file with size 0.
         stem: product stem, if it differs from ``spec.stem`` (a re-delivery).
 
     Returns:
@@ -200,7 +203,9 @@ def metadata_xml(
     proto = pfi.find("file")
     for fl in list(pfi):
         pfi.remove(fl)
-    for i, suffix in enumerate(SUFFIXES):
+    # the files delivered (a footprint-only product lists only its METADATA.XML)
+    listed = SUFFIXES if file_sizes is None else [s for s in SUFFIXES if s == "METADATA.XML" or s in sizes]
+    for i, suffix in enumerate(listed):
         fl = copy.deepcopy(proto)
         fl.set("number", str(i + 1))
         _set(fl, "name", f"{stem}-{suffix}")
@@ -217,8 +222,88 @@ def metadata_xml(
         "\n      </bandID>"
         for i, (w, f) in enumerate(zip(wavelengths, fwhm, strict=True))
     )
+    # the large sections at real size, in the real order (calibration and navigation between
+    # quicklook and ortho, time before ortho, band statistics last)
+    product = root.find("product")
+    names = [c.tag for c in product]
+    for tag, before in (("calibration", "matching"), ("navigation", "ortho"), ("time", "ortho"), ("bandStatistics", None)):
+        if product.find(tag) is None:
+            marker = ET.Element(tag)
+            marker.text = f"@@{tag.upper()}@@"
+            idx = names.index(before) if before in names else len(names)
+            product.insert(idx, marker)
+            names.insert(idx, tag)
+    calibration, navigation = _static_sections()
     text = ET.tostring(root, encoding="unicode").replace("@@BANDS@@", bands + "\n    ")
+    text = (text.replace("<calibration>@@CALIBRATION@@</calibration>", calibration)
+                .replace("<navigation>@@NAVIGATION@@</navigation>", navigation)
+                .replace("<time>@@TIME@@</time>", _time_section(spec))
+                .replace("<bandStatistics>@@BANDSTATISTICS@@</bandStatistics>", _band_statistics(wavelengths)))
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + text).encode("utf-8")
+
+
+def _render(el: ET.Element, number: int | None = None, inner: str | None = None) -> str:
+    attrs = "".join(
+        f" {k}={quoteattr(str(number) if k == 'number' and number is not None else v)}"
+        for k, v in el.attrib.items() if k != "_n"
+    )
+    body = _inner(el) if inner is None else inner
+    return f"<{el.tag}{attrs}>{body}</{el.tag}>" if body else f"<{el.tag}{attrs}/>"
+
+
+def _inner(el: ET.Element, depth: int = 3) -> str:
+    """Content of a skeleton element, each child repeated ``_n`` times (numbered 1..n), indented as DLR does."""
+    if len(el) == 0:
+        return el.text or ""
+    pad = "\n" + "  " * depth
+    parts = []
+    for child in el:
+        n = int(child.get("_n", "1"))
+        inner = _inner(child, depth + 1)
+        if n == 1:
+            parts.append(pad + _render(child, inner=inner))
+        else:
+            parts.extend(pad + _render(child, i + 1, inner) for i in range(n))
+    return "".join(parts) + "\n" + "  " * (depth - 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _skeletons() -> dict[str, ET.Element]:
+    return {el.tag: el for el in ET.fromstring(SECTIONS)}
+
+
+@functools.lru_cache(maxsize=1)
+def _static_sections() -> tuple[str, str]:
+    """calibration and navigation at real size (the same in every product: ~3.8 MB)."""
+    sk = _skeletons()
+    return _render(sk["calibration"]), _render(sk["navigation"])
+
+
+def _time_section(spec: TileSpec) -> str:
+    """Frame times of the VNIR and SWIR detectors over the tile's acquisition."""
+    sk = _skeletons()["time"]
+    out = []
+    for det in sk:
+        frames = int(det.find("frameTime").get("_n"))
+        step = (spec.stop - spec.start) / max(1, frames - 1)
+        offset = timedelta(microseconds=64) if det.tag == "vnir" else timedelta(0)
+        body = "".join(f'<frameTime number="{i + 1}">{(spec.start + i * step - offset):%Y-%m-%dT%H:%M:%S.%fZ}</frameTime>'
+                       for i in range(frames))
+        jitter = det.find("jitter")
+        if jitter is not None:
+            body += "".join(f'<jitter number="{i + 1}">{6.34e-05 * math.sin(i / 37.0):.10e}</jitter>'
+                            for i in range(int(jitter.get("_n"))))
+        out.append(f"<{det.tag}>{body}</{det.tag}>")
+    return f"<time>{''.join(out)}</time>"
+
+
+def _band_statistics(wavelengths: np.ndarray) -> str:
+    rows = "".join(
+        f'<bandID number="{i + 1}"><waveLength>{_num(w, 3)}</waveLength><mean>{0.03 + 0.2 * math.exp(-((w - 850) / 600) ** 2):.7f}'
+        f"</mean><stdDeviation>{0.011 + 0.05 * math.exp(-((w - 850) / 600) ** 2):.6f}</stdDeviation></bandID>"
+        for i, w in enumerate(wavelengths)
+    )
+    return f"<bandStatistics>{rows}</bandStatistics>"
 
 
 def _num(value: float, digits: int) -> str:

@@ -17,8 +17,10 @@ from spectralearth.platform.cli._common import (
 DESCRIPTION = """\
 Index an archive of EnMAP L2A products into a STAC 1.1 tile catalog.
 
-Reads every product under ARCHIVE_URL (product folders and .ZIP deliveries, at any
-depth), parses METADATA.XML, checks SPECTRAL_IMAGE.TIF (readable, complete, band
+Reads every product under ARCHIVE_URL, at any depth: files loose in any folder,
+product folders, DLR order folders (<order>/ENMAP.HSI.L2A/<product>/), and .ZIP,
+.tar.gz, .tgz or .tar order downloads (suffixes in any case); a product delivered
+twice (a folder and its ZIP) is indexed once. It parses METADATA.XML, checks SPECTRAL_IMAGE.TIF (readable, complete, band
 count as declared), derives the valid-data footprint from QL_QUALITY_CLASSES (or
 the image nodata; the XML polygon for metadata-only products), writes kerchunk
 references so xarray can open each tile lazily, and commits:
@@ -32,8 +34,12 @@ references so xarray can open each tile lazily, and commits:
 Re-running on a grown archive indexes only the new products. Bad products never
 stop the run; they are quarantined and listed in the summary.
 
+Products whose storage keeps failing (5xx, throttling, dropped connections) are
+quarantined as retryable, and the next run tries them again without a flag.
+
 Exit status: 0 on success (also with quarantined products), 1 if --strict and
-the catalog has quarantined products, or if the job itself failed.
+the catalog has quarantined products, or if the job itself failed, 2 if no
+product was found (the message says what was searched and what was skipped).
 
 Examples:
   spectralearth index ./archive --catalog ./catalog
@@ -57,15 +63,21 @@ def register(sub) -> None:
 def run(args) -> int:
     from spectralearth.catalog import IndexConfig, index_archive
     cluster = cluster_spec_from_args(args)
+    from spectralearth.catalog.errors import NothingFoundError
+
     config = IndexConfig(references=not args.no_references, retry_quarantined=args.retry_quarantined)
-    report = index_archive(
-        args.archive_url,
-        catalog_url=args.catalog,
-        storage_options=storage_options_from_args(args),
-        config=config,
-        cluster=cluster,
-        progress=not args.quiet,
-    )
+    try:
+        report = index_archive(
+            args.archive_url,
+            catalog_url=args.catalog,
+            storage_options=storage_options_from_args(args),
+            config=config,
+            cluster=cluster,
+            progress=not args.quiet,
+        )
+    except NothingFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -74,6 +86,7 @@ def run(args) -> int:
             {
                 "products found": report.discovered,
                 "already indexed": report.already_indexed,
+                "retried (storage errors before)": report.retried,
                 "newly indexed": report.indexed,
                 "quarantined (this run)": report.quarantined,
                 "quarantined (in total)": report.quarantined_total,
@@ -82,6 +95,8 @@ def run(args) -> int:
                 "wall time": f"{report.seconds:.1f} s ({report.products_per_s:.1f} products/s)",
             },
         )
+        for why, n in report.skipped.items():
+            print(f"  skipped {n}: {why}", file=sys.stderr)
         for q in report.quarantine:
             print(f"  QUARANTINED {q['product']} [{q['stage']}/{q['error_class']}]: {q['message']}", file=sys.stderr)
     if args.strict and report.quarantined_total:

@@ -450,6 +450,11 @@ _OBSTORE_PID: int | None = None
 """Process that started obstore's runtime; a forked child of it must not use obstore (it hangs)."""
 
 
+def obstore_started_here() -> bool:
+    """True if this process started obstore's runtime (a child forked from it cannot use obstore)."""
+    return _OBSTORE_PID == os.getpid()
+
+
 def _obstore_forked() -> bool:
     return _OBSTORE_PID is not None and _OBSTORE_PID != os.getpid()
 
@@ -460,8 +465,9 @@ def _obstore_usable(storage_options: Mapping[str, Any] | None) -> bool:
     except ImportError:
         return False
     if _obstore_forked():
-        log.warning("obstore was used before this process was forked; reading with fsspec instead "
-                    "(use the spawn or forkserver context, or do not iterate in the parent, to keep obstore)")
+        log.warning("obstore was used before this process was forked; reading with fsspec (s3fs) instead, which "
+                    "costs more CPU per sample (benchmarks/results/stream.json, fork_fallback): use the forkserver "
+                    "or spawn context (stream.loader() does so itself) to keep obstore")
         return False
     # options that only s3fs understands (profiles, custom sessions) keep the fsspec path
     known = {"key", "secret", "token", "anon", "client_kwargs", "config_kwargs", "skip_instance_cache", "endpoint_url",

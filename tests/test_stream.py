@@ -249,3 +249,55 @@ def test_normalizer_clips_then_standardises(local_cube):
     assert np.array_equal(BandNormalize.from_cube(local_cube, bands=[0, 100, 200]).mean.flatten().numpy(), mean)
     with pytest.raises(ValueError, match="expected"):
         norm(torch.zeros(4, 8, 8, dtype=torch.int16))
+
+
+def test_state_dict_without_arguments_when_iterated_in_process(local_cube):
+    kw = dict(mode="pair", seed=3, batch_size=BATCH)
+    full = [k for batch in PatchStream(local_cube, **kw) for k in _keys(batch)]
+    stream = PatchStream(local_cube, **kw)
+    before = []
+    for i, batch in enumerate(stream):
+        before.extend(_keys(batch))
+        if i == 2:
+            break
+    state = stream.state_dict()
+    assert state["consumed"] == 3 * BATCH
+    fresh = PatchStream(local_cube, **kw)
+    fresh.load_state_dict(state)
+    assert before + [k for batch in fresh for k in _keys(batch)] == full
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stateful_dataloader_resumes_exactly(local_cube, workers):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    kw = dict(mode="single", seed=8, batch_size=BATCH)
+    full = [k for batch in PatchStream(local_cube, **kw) for k in _keys(batch)]
+    loader = StatefulDataLoader(PatchStream(local_cube, **kw), batch_size=None, num_workers=workers)
+    before = []
+    for i, batch in enumerate(loader):
+        before.extend(_keys(batch))
+        if i == 4:  # an odd count: the two workers stand at different places
+            break
+    state = loader.state_dict()
+    del loader
+    resumed = StatefulDataLoader(PatchStream(local_cube, **kw), batch_size=None, num_workers=workers)
+    resumed.load_state_dict(state)
+    after = [k for batch in resumed for k in _keys(batch)]
+    assert before + after == full
+
+
+def test_loader_misuse_that_breaks_resume_is_refused(local_cube):
+    stream = PatchStream(local_cube, seed=1)
+    with pytest.raises(ValueError, match="batch_size on the PatchStream"):
+        next(iter(DataLoader(stream, batch_size=4)))
+    with pytest.raises(ValueError, match="in_order=False"):
+        next(iter(DataLoader(PatchStream(local_cube, batch_size=BATCH), batch_size=None, num_workers=1,
+                             in_order=False, multiprocessing_context="fork")))
+    with pytest.raises(ValueError, match="batch_size"):
+        next(iter(DataLoader(PatchStream(local_cube, batch_size=BATCH), batch_size=2, num_workers=1)))
+    # a stream whose batches go to workers cannot count in this process
+    stream = PatchStream(local_cube, batch_size=BATCH)
+    list(DataLoader(stream, batch_size=None, num_workers=1, multiprocessing_context="spawn", persistent_workers=False))
+    with pytest.raises(RuntimeError, match="StatefulDataLoader"):
+        stream.state_dict()

@@ -297,7 +297,7 @@ class FaultProxy:
     def stats(self) -> dict:
         """Counters: ``requests``, ``forwarded``, ``faults`` (total) and ``by_kind``."""
         with self._lock:
-            by_kind = {k: self._counts[f"fault:{k}"] for k in self.kinds}
+            by_kind = {k: self._counts[f"fault:{k}"] for k in FAULT_KINDS if k in self.kinds or self._counts[f"fault:{k}"]}
             return {
                 "requests": self._counts["requests"],
                 "forwarded": self._counts["forwarded"],
@@ -311,6 +311,15 @@ class FaultProxy:
             raise ValueError(f"fail_rate must be within [0, 1], got {fail_rate}")
         with self._lock:
             self.fail_rate = fail_rate
+
+    def set_kinds(self, kinds: tuple[str, ...]) -> None:
+        """Change the fault kinds drawn for the following requests."""
+        kinds = tuple(kinds)
+        unknown = [k for k in kinds if k not in FAULT_KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"unknown fault kinds {unknown}; choose from {FAULT_KINDS}")
+        with self._lock:
+            self.kinds = kinds
 
     def start(self) -> FaultProxy:
         """Start listening (returns once the socket is bound)."""

@@ -301,3 +301,47 @@ def test_loader_misuse_that_breaks_resume_is_refused(local_cube):
     list(DataLoader(stream, batch_size=None, num_workers=1, multiprocessing_context="spawn", persistent_workers=False))
     with pytest.raises(RuntimeError, match="StatefulDataLoader"):
         stream.state_dict()
+
+
+@pytest.mark.parametrize("backend", ["obstore", "fsspec"])
+def test_error_classes_over_https_through_the_segmenting_proxy(s3_server, s3_bucket, fault_proxy, test_secret, backend):
+    from spectralearth.platform.reader import RetriesExhaustedError, RetryPolicy, StoragePermanentError, open_source
+    from spectralearth.platform.reader import read_view
+
+    url = f"s3://{s3_bucket}/cube"
+    write_sample_cube(url, SampleCube(n_patches=3, patch_px=32, seed=6))
+    shape = tuple(open_cube(url)["reflectance"].shape[1:])
+    proxy, options = fault_proxy(fail_rate=0.0, max_attempts=1)  # s3fs: no retries of its own
+    assert proxy.endpoint_url.startswith("https://") and proxy.relay is not None
+    source = open_source(url, storage_options=options, backend=backend)
+    retry = RetryPolicy(attempts=3, base_s=0.01, max_s=0.02)
+    good = read_view(source, 1, patch=0, shape=shape, retry=retry)
+    assert proxy.relay.segments > good.nbytes // 1400 // 4  # bodies arrived in small segments
+    key = view_chunk_key(1)
+
+    def attempts(kind: str, error, match: str) -> int:
+        proxy.set_kinds((kind,))
+        proxy.set_fail_rate(1.0)
+        before = proxy.stats()["requests"]
+        with pytest.raises(error, match=match) as err:
+            read_view(source, 1, patch=7, shape=shape, retry=retry)
+        proxy.set_fail_rate(0.0)
+        message = str(err.value)
+        assert "patch 7" in message and "view 1" in message and key in message and test_secret not in message
+        assert (err.value.patch, err.value.view, err.value.key) == (7, 1, key)
+        return proxy.stats()["requests"] - before
+
+    # requests per read: obstore sends one per attempt; s3fs adds a request of its own to each
+    per = 1 if backend == "obstore" else 2
+    assert attempts("503", RetriesExhaustedError, r"gave up after 3 attempts.*HTTP 503") == 3 * per
+    assert attempts("404", ChunkMissingError, "is missing") <= per
+    assert attempts("403", ChunkMissingError, "missing or forbidden") <= per
+    assert attempts("400", StoragePermanentError, "HTTP 400") <= per
+    if backend == "obstore":  # s3fs follows botocore's region redirect itself
+        assert attempts("301", StoragePermanentError, "region 'us-east-1'") == 1
+    # transient faults that clear: the read succeeds with the right pixels
+    proxy.set_kinds(("500", "drop", "truncate", "slowdown"))
+    proxy.set_fail_rate(0.5)
+    for _ in range(4):
+        assert np.array_equal(read_view(source, 1, patch=0, shape=shape, retry=RetryPolicy(attempts=12, base_s=0.01)),
+                              good)

@@ -345,3 +345,37 @@ def test_error_classes_over_https_through_the_segmenting_proxy(s3_server, s3_buc
     for _ in range(4):
         assert np.array_equal(read_view(source, 1, patch=0, shape=shape, retry=RetryPolicy(attempts=12, base_s=0.01)),
                               good)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launch", ["torchrun", "spawn"])
+def test_ddp_example_on_cpu_with_gloo(s3_bucket, tmp_path, launch):
+    """docs/examples/train_ddp.py on 2 CPU ranks over HTTPS S3: disjoint shards, synchronised weights.
+
+    ``spawn``: mp.spawn without RANK in the environment and spawn-started DataLoader
+    workers, where only the parent's process group knows the rank.
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"s3://{s3_bucket}/cube"
+    write_sample_cube(url, SampleCube(n_patches=16, patch_px=32, seed=12))
+    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "train_ddp.py"
+    out = tmp_path / "out"
+    common = [str(example), url, "--batch-size", "2", "--workers", "1", "--out", str(out)]
+    if launch == "torchrun":
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common]
+    else:
+        cmd = [sys.executable, *common, "--spawn", "2", "--mp-context", "spawn"]
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    a, b = (set(r["patches"]) for r in ranks)
+    assert not a & b and a | b == set(range(16))  # each patch on exactly one rank
+    assert ranks[0]["weights_checksum"] == ranks[1]["weights_checksum"]  # DDP kept the replicas equal
+    assert all(np.isfinite(r["losses"]).all() and len(r["losses"]) == 4 for r in ranks)
+    assert ranks[0]["stream_state"]["consumed"] == 16

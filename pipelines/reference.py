@@ -14,7 +14,7 @@ import pyproj
 import shapely
 
 from spectralearth.pipelines.combinations import CombinationParams, erode_square
-from spectralearth.pipelines.overlaps import prepare_tiles
+from spectralearth.pipelines.overlaps import centroid_lonlat, crosses_antimeridian, prepare_tiles
 
 __all__ = ["naive_combinations", "naive_edges", "rectangles_frame"]
 
@@ -22,11 +22,13 @@ __all__ = ["naive_combinations", "naive_edges", "rectangles_frame"]
 def _metric(geom) -> tuple[float, int, object]:
     if geom.is_empty or geom.area <= 0:
         return 0.0, 0, geom
-    c = geom.centroid
-    zone = min(60, max(1, int(np.floor((c.x + 180.0) / 6.0)) + 1))
-    epsg = (32600 if c.y >= 0 else 32700) + zone
+    lon, lat = centroid_lonlat(np.array([geom], dtype=object))
+    zone = min(60, max(1, int(np.floor((lon[0] + 180.0) / 6.0)) + 1))
+    epsg = (32600 if lat[0] >= 0 else 32700) + zone
     tr = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
     utm = shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    if crosses_antimeridian(np.array([geom], dtype=object))[0]:
+        utm = shapely.union_all(shapely.get_parts(utm), grid_size=1e-3)
     return float(utm.area), epsg, utm
 
 

@@ -19,6 +19,7 @@ appended sorted by id; a tile superseded by a newer delivery is removed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -143,6 +144,10 @@ def index_product(
 
     stage = "metadata"
     try:
+        if source.delivery == "stac":
+            from spectralearth.catalog.stacapi import check_remote_files
+
+            check_remote_files(source)  # wrong credentials, 404 and 5xx get their own named errors
         metadata = read_metadata(source, storage_options=storage_options)
         grid = None
         image_url = source.file("SPECTRAL_IMAGE.TIF")
@@ -151,7 +156,11 @@ def index_product(
             info = check_image(source, metadata, storage_options=storage_options)
             grid = {"epsg": int(info.epsg), "transform": list(info.transform)[:6], "shape": list(info.shape)[-2:]}
         stage = "footprint"
-        footprint = valid_footprint(source, metadata, storage_options=storage_options, simplify_px=config.simplify_px)
+        fp_source = source
+        if source.delivery == "stac" and source.file("QL_QUALITY_CLASSES.TIF") is None:
+            # a remote image's nodata footprint would read a whole band over HTTP: the XML polygon instead
+            fp_source = dataclasses.replace(source, files=tuple(f for f in source.files if f[0] != "SPECTRAL_IMAGE.TIF"))
+        footprint = valid_footprint(fp_source, metadata, storage_options=storage_options, simplify_px=config.simplify_px)
         if grid is None:
             grid = _derived_grid(metadata, footprint)
         refs_href = None
@@ -278,28 +287,35 @@ def index_archive(
     config: IndexConfig = IndexConfig(),
     cluster: ClusterSpec = ClusterSpec(),
     progress: bool = False,
+    search=None,
 ) -> IndexReport:
     """Index an archive into the STAC tile catalog at ``catalog_url`` (incrementally).
 
     Args:
-        archive_url: folder or bucket prefix holding EnMAP L2A products (folders or .ZIP).
+        archive_url: folder or bucket prefix holding EnMAP L2A products (folders or .ZIP), or
+            ``stac:https://…``, a STAC API searched with ``search`` (see :mod:`spectralearth.catalog.stacapi`).
         catalog_url: where the catalog lives (created if missing).
         storage_options: fsspec options for both URLs (no secrets; see ``spectralearth.platform.storage``).
         config: job options.
         cluster: where the per-product work runs.
         progress: show a progress bar.
+        search: a :class:`~spectralearth.catalog.stacapi.StacSearch` for ``stac:`` archives.
 
     Returns:
         An :class:`IndexReport`; bad products are in ``report.quarantine``, never raised.
     """
     from spectralearth.catalog.enmap import discover_products
+    from spectralearth.catalog.stacapi import RETRYABLE_ERRORS, StacSearch, discover_stac, is_stac_url
 
     t0 = time.perf_counter()
     snapshot = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     report = IndexReport(archive_url=archive_url, catalog_url=catalog_url, snapshot=snapshot)
 
     t = time.perf_counter()
-    discovery = discover_products(archive_url, storage_options=storage_options)
+    if is_stac_url(archive_url):
+        discovery = discover_stac(archive_url, search or StacSearch())
+    else:
+        discovery = discover_products(archive_url, storage_options=storage_options)
     report.stages["discover"] = time.perf_counter() - t
     report.discovered = len(discovery.sources)
 
@@ -310,6 +326,8 @@ def index_archive(
     known = set(existing_ids)
     known |= {r["product"] for r in old_superseded}
     if not config.retry_quarantined:
+        # a retryable failure (e.g. a server that was down) is tried again by every run
+        old_quarantine = [r for r in old_quarantine if r.get("error_class") not in RETRYABLE_ERRORS]
         known |= {r["product"] for r in old_quarantine}
     else:
         old_quarantine = []
@@ -343,8 +361,10 @@ def index_archive(
         for p in discovery.problems
     ]
     new_items = []
+    upstream = getattr(discovery, "item_properties", {})
     for o in sorted(outcomes, key=lambda o: o.product):
         if o.item is not None:
+            o.item["properties"].update(upstream.get(o.product, {}))
             new_items.append(o.item)
         elif o.quarantine is not None:
             new_quarantine.append(o.quarantine)

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[test,gateway,stream]"
+	$(PIP) install -q -e ".[test,gateway,stream,stac]"
 	touch $(STAMP)
 
 install: $(STAMP)

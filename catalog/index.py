@@ -25,6 +25,7 @@ is an error that says what was searched and what was skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -215,6 +216,10 @@ def _index_once(source, stage: list[str], *, catalog_url: str, storage_options, 
 
     pid = source.product_id
     stage[0] = "metadata"
+    if source.delivery == "stac":
+        from spectralearth.catalog.stacapi import check_remote_files
+
+        check_remote_files(source)  # wrong credentials, 404 and 5xx get their own named errors
     metadata = read_metadata(source, storage_options=storage_options, max_bytes=config.max_xml_bytes,
                              ranges=config.xml_ranges)
     grid = None
@@ -227,7 +232,11 @@ def _index_once(source, stage: list[str], *, catalog_url: str, storage_options, 
     elif _expects_image(metadata):
         raise ImageError(pid, "SPECTRAL_IMAGE.TIF missing (METADATA.XML lists it)", key="SPECTRAL_IMAGE.TIF")
     stage[0] = "footprint"
-    footprint = valid_footprint(source, metadata, storage_options=storage_options, simplify_px=config.simplify_px,
+    fp_source = source
+    if source.delivery == "stac" and source.file("QL_QUALITY_CLASSES.TIF") is None:
+        # a remote image's nodata footprint would read a whole band over HTTP: the XML polygon instead
+        fp_source = dataclasses.replace(source, files=tuple(f for f in source.files if f[0] != "SPECTRAL_IMAGE.TIF"))
+    footprint = valid_footprint(fp_source, metadata, storage_options=storage_options, simplify_px=config.simplify_px,
                                 max_mask_pixels=config.max_mask_pixels)
     if info is not None and config.sample_windows > 0:
         stage[0] = "image"
@@ -385,11 +394,13 @@ def index_archive(
     cluster: ClusterSpec = ClusterSpec(),
     progress: bool = False,
     discovery=None,
+    search=None,
 ) -> IndexReport:
     """Index an archive into the STAC tile catalog at ``catalog_url`` (incrementally).
 
     Args:
-        archive_url: folder or bucket prefix holding EnMAP L2A products (folders or .ZIP).
+        archive_url: folder or bucket prefix holding EnMAP L2A products (folders or .ZIP), or
+            ``stac:https://…``, a STAC API searched with ``search`` (see :mod:`spectralearth.catalog.stacapi`).
         catalog_url: where the catalog lives (created if missing).
         storage_options: fsspec options for both URLs (no secrets; see ``spectralearth.platform.storage``).
         config: job options.
@@ -397,6 +408,7 @@ def index_archive(
         progress: show a progress bar.
         discovery: what :func:`~spectralearth.catalog.enmap.discover_products` found, when the
             caller already listed the archive (default: list it now).
+        search: a :class:`~spectralearth.catalog.stacapi.StacSearch` for ``stac:`` archives.
 
     Returns:
         An :class:`IndexReport`; bad products are in ``report.quarantine``, never raised.
@@ -406,13 +418,16 @@ def index_archive(
             searched and what was skipped, by reason.
     """
     from spectralearth.catalog.enmap import discover_products
+    from spectralearth.catalog.stacapi import RETRYABLE_ERRORS, StacSearch, discover_stac, is_stac_url
 
     t0 = time.perf_counter()
     snapshot = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     report = IndexReport(archive_url=archive_url, catalog_url=catalog_url, snapshot=snapshot)
 
     t = time.perf_counter()
-    if discovery is None:
+    if discovery is None and is_stac_url(archive_url):
+        discovery = discover_stac(archive_url, search or StacSearch())
+    elif discovery is None:
         discovery = discover_products(archive_url, storage_options=storage_options)
     report.stages["discover"] = time.perf_counter() - t
     report.discovered = len(discovery.sources)
@@ -428,9 +443,10 @@ def index_archive(
     known = set(existing_ids)
     known |= {r["product"] for r in old_superseded}
     if not config.retry_quarantined:
-        # storage failures may pass: those products are tried again without a flag
+        # storage failures and unreachable servers may pass: those products are tried again without a flag
         found = {s.product_id for s in discovery.sources}
-        retry = {r["product"] for r in old_quarantine if r.get("retryable") and r["product"] in found}
+        retry = {r["product"] for r in old_quarantine
+                 if (r.get("retryable") or r.get("error_class") in RETRYABLE_ERRORS) and r["product"] in found}
         known |= {r["product"] for r in old_quarantine if r["product"] not in retry}
         old_quarantine = [r for r in old_quarantine if r["product"] not in retry]
     else:
@@ -467,8 +483,10 @@ def index_archive(
         for p in discovery.problems
     ]
     new_items = []
+    upstream = getattr(discovery, "item_properties", {})
     for o in sorted(outcomes, key=lambda o: o.product):
         if o.item is not None:
+            o.item["properties"].update(upstream.get(o.product, {}))
             new_items.append(o.item)
         elif o.quarantine is not None:
             new_quarantine.append(o.quarantine)

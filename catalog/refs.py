@@ -20,6 +20,11 @@ rioxarray finds the CRS. ``reflectance`` carries ``scale_factor`` 1e-4 and
 ZIP deliveries are referenced in place when the member is *stored*
 (uncompressed): chunk offsets are shifted to the member's data offset inside the
 ZIP. A deflated member cannot be referenced; :func:`tiff_references` then raises.
+
+Every image layout is referenced: tiled TIFFs and COGs (one chunk per tile, full
+resolution), stripped TIFFs pixel- or band-interleaved (one chunk per strip). A
+stripped TIFF whose last strip is short, which kerchunk refuses, gets its short strips
+inlined, padded with nodata (see ``_strip_refs``).
 """
 
 from __future__ import annotations
@@ -95,11 +100,58 @@ def _zip_member_refs(url: str, storage_options: Mapping[str, Any] | None) -> tup
     fs, zpath = filesystem(zip_url, storage_options)
     offset, size = zip_member_data_offset(fs, zpath, member)
     with fs.open(zpath, "rb") as f, tifffile.TiffFile(f, offset=offset, size=size) as tif:
-        store = tif.series[0].aszarr()
-        buf = io.StringIO()
-        store.write_fsspec(buf, url="x")
+        try:
+            store = tif.series[0].aszarr()
+            buf = io.StringIO()
+            store.write_fsspec(buf, url="x")
+        except ValueError as exc:
+            if "incomplete chunks" not in str(exc):
+                raise
+            return _strip_refs(tif, f, base=offset), zip_url, offset
     raw = json.loads(buf.getvalue())
     return raw, zip_url, offset
+
+
+def _strip_refs(tif, f, *, base: int = 0) -> dict:
+    """References for an uncompressed stripped TIFF whose last strip is short (kerchunk refuses those).
+
+    One chunk per strip (``rowsperstrip`` rows; per band when band-interleaved). Every full
+    strip is referenced in place; each short last strip is read, padded with nodata to a
+    whole chunk and inlined (``rowsperstrip × width`` pixels per band: a few hundred kB
+    for a GDAL-default 8 kB strip). Offsets are relative to the TIFF's start (``base`` is
+    where that start is in ``f``).
+    """
+    page = tif.pages.first
+    if page.is_tiled or int(page.compression) != 1:
+        raise ReferenceError_("compressed TIFF with a short last strip: no in-place references possible")
+    h, w, nb, rps = int(page.imagelength), int(page.imagewidth), int(page.samplesperpixel), int(page.rowsperstrip)
+    dt = np.dtype(page.dtype).newbyteorder("<" if tif.byteorder == "<" else ">")
+    planar = nb > 1 and int(page.planarconfig) == 2
+    nstrips = -(-h // rps)
+    if planar:
+        shape, chunks, dims = [nb, h, w], [1, rps, w], ["S", "Y", "X"]
+        full = rps * w * dt.itemsize
+    else:
+        shape, chunks, dims = [h, w, nb], [rps, w, nb], ["Y", "X", "S"]
+        full = rps * w * nb * dt.itemsize
+    raw: dict[str, Any] = {
+        ".zarray": json.dumps({"zarr_format": 2, "shape": shape, "chunks": chunks, "dtype": dt.str, "compressor": None,
+                               "filters": None, "fill_value": None, "order": "C"}),
+        ".zattrs": json.dumps({"_ARRAY_DIMENSIONS": dims}),
+    }
+    offsets, counts = page.dataoffsets, page.databytecounts
+    for i, (off, count) in enumerate(zip(offsets, counts, strict=True)):
+        b, s = divmod(i, nstrips) if planar else (0, i)
+        key = f"{b}.{s}.0" if planar else f"{s}.0.0"
+        if int(count) == full:
+            raw[key] = ["x", int(off), int(count)]
+            continue
+        f.seek(base + int(off))
+        data = f.read(int(count))
+        pad = np.full(full // dt.itemsize, -32768 if dt.kind == "i" else 0, dtype=dt)
+        pad[: len(data) // dt.itemsize] = np.frombuffer(data, dtype=dt)
+        raw[key] = _inline(pad)
+    return raw
 
 
 def tiff_references(
@@ -138,7 +190,17 @@ def tiff_references(
 
         from spectralearth.platform.storage import resolve_storage_options
 
-        raw = tiff_to_zarr(tiff_url, remote_options=resolve_storage_options(tiff_url, storage_options))
+        opts = resolve_storage_options(tiff_url, storage_options)
+        try:
+            raw = tiff_to_zarr(tiff_url, remote_options=opts)
+        except ValueError as exc:
+            if "incomplete chunks" not in str(exc):
+                raise
+            import fsspec
+            import tifffile
+
+            with fsspec.open(tiff_url, "rb", **opts) as f, tifffile.TiffFile(f) as tif:
+                raw = _strip_refs(tif, f)
     zarray = json.loads(raw[".zarray"])
     tattrs = json.loads(raw.get(".zattrs", "{}"))
     dims_in = tattrs.get("_ARRAY_DIMENSIONS", [])

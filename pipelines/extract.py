@@ -1,8 +1,9 @@
 """Extraction: the planned windows of every tile -> the Zarr patch cube, with resume and a lease.
 
 Work is one dask task per source tile: the task opens the tile's SPECTRAL_IMAGE once,
-reads each of its planned 128×128 windows once (only the selected bands; windows
-in row order so the GDAL block cache serves blocks shared by neighbours), encodes
+reads its planned 128×128 windows with :func:`~spectralearth.catalog.enmap.image.read_windows`
+(only the selected bands, in row bands of whole source tiles or strips, each source
+block read once for all the windows on it; remote COGs by range requests), encodes
 each view with the ``reflectance`` array's own codec chain (read from its metadata)
 and stores it as one object at its chunk key, byte for byte what zarr would write
 (one chunk = one object per view; views belong to exactly one tile, so no two tasks
@@ -310,9 +311,8 @@ def extract_tile(
         The marker written.
     """
     import rasterio
-    from rasterio.windows import Window
 
-    from spectralearth.catalog.enmap import open_raster
+    from spectralearth.catalog.enmap.image import open_image, read_windows
     from spectralearth.pipelines.plan import tile_source
 
     import numcodecs
@@ -346,13 +346,8 @@ def extract_tile(
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="extract-view") if threads > 0 else None
     pending: deque = deque()
     try:
-        with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), open_raster(src, IMAGE, storage_options=storage_options) as ds:
-            if max(indexes) > ds.count:
-                raise ValueError(f"{item['id']}: {IMAGE} has {ds.count} bands, band {max(indexes)} was asked for")
-            for view, row0, col0 in windows:
-                data = ds.read(indexes=indexes, window=Window(int(col0), int(row0), patch_px, patch_px))
-                if data.shape != (len(indexes), patch_px, patch_px):
-                    raise ValueError(f"{item['id']}: window at row {row0}, col {col0} is outside the image")
+        with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), open_image(src, storage_options=storage_options) as ds:
+            for view, _row0, _col0, data in read_windows(ds, windows, indexes=indexes, patch_px=patch_px, product=str(item["id"])):
                 if pool is None:
                     collect(finish(int(view), data))
                     continue

@@ -89,6 +89,10 @@ def resolve_storage_options(url: str, storage_options: Mapping[str, Any] | None 
             client_kwargs["endpoint_url"] = endpoint
         if client_kwargs:
             opts["client_kwargs"] = client_kwargs
+    elif protocol_of(url) in ("http", "https"):
+        # aiohttp then takes basic-auth credentials from the netrc file (~/.netrc or $NETRC)
+        # and TLS trust from SSL_CERT_FILE; the credentials never enter the options
+        opts["client_kwargs"] = {"trust_env": True, **dict(opts.get("client_kwargs") or {})}
     return opts
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-__all__ = ["FAULT_KINDS", "FULL_SWATH_PX", "SynthConfig"]
+__all__ = ["FAULT_KINDS", "FULL_SWATH_PX", "LAYOUTS", "SynthConfig"]
 
 #: Kinds of faulty deliveries the generator can inject (one product each).
 FAULT_KINDS = ("duplicate", "truncated-tiff", "malformed-xml", "missing-xml", "all-nodata", "band-mismatch")
+
+#: Layouts of SPECTRAL_IMAGE.TIF the generator writes (each with --interleave pixel or band).
+LAYOUTS = ("tiled", "cog", "stripped")
 
 #: Swath width of a full-size tile in pixels (30 km at 30 m).
 FULL_SWATH_PX = 1000
@@ -32,6 +35,9 @@ class SynthConfig:
     """Share of products delivered as `<stem>.ZIP` instead of a `<stem>/` folder."""
     interleave: str = "pixel"
     """GeoTIFF interleave of SPECTRAL_IMAGE.TIF: "pixel" (as delivered) or "band"."""
+    layout: str = "tiled"
+    """Layout of SPECTRAL_IMAGE.TIF (see LAYOUTS): "tiled" (128 px tiles), "cog" (Cloud-Optimized GeoTIFF
+    with overviews, as DLR's STAC API serves it) or "stripped" (strips, as a plain GeoTIFF download)."""
     compress: str | None = None
     """GeoTIFF compression of all rasters: None (uncompressed) or "deflate"."""
     zip_deflate: bool = True
@@ -55,6 +61,10 @@ class SynthConfig:
             raise ValueError(f"zip_fraction must be within 0..1, got {self.zip_fraction}")
         if self.interleave not in ("pixel", "band"):
             raise ValueError(f"interleave must be 'pixel' or 'band', got {self.interleave!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.layout == "cog" and self.interleave != "pixel":
+            raise ValueError("layout 'cog' is pixel-interleaved (GDAL's COG driver); use interleave='pixel'")
         if self.compress not in (None, "deflate"):
             raise ValueError(f"compress must be None or 'deflate', got {self.compress!r}")
         if self.end_date < self.start_date:
@@ -80,6 +90,7 @@ class SynthConfig:
             "faults": list(self.faults),
             "zip_fraction": self.zip_fraction,
             "interleave": self.interleave,
+            "layout": self.layout,
             "compress": self.compress,
             "zip_deflate": self.zip_deflate,
             "hotspots": self.hotspots,

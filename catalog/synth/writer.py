@@ -84,6 +84,29 @@ def _profile(spec: TileSpec, config: SynthConfig, *, count: int, dtype: str, nod
     return prof
 
 
+def _image_profile(spec: TileSpec, config: SynthConfig, *, count: int) -> dict:
+    """Creation profile of SPECTRAL_IMAGE.TIF for the configured layout (a COG is written tiled, then copied)."""
+    prof = _profile(spec, config, count=count, dtype="int16", nodata=NODATA)
+    prof["interleave"] = config.interleave
+    if config.layout == "stripped":
+        # GDAL's default strips (~8 KB each): one row per strip when pixel-interleaved, a few when band-interleaved
+        for k in ("tiled", "blockxsize", "blockysize"):
+            prof.pop(k, None)
+    elif config.layout == "cog":
+        prof.update(blockxsize=256, blockysize=256)
+    return prof
+
+
+def _to_cog(src: str, dst: str, config: SynthConfig) -> None:
+    """Copy a tiled GeoTIFF to a Cloud-Optimized GeoTIFF (256 px tiles, overviews, IFDs first)."""
+    from rasterio.shutil import copy as rio_copy
+
+    opts = {"BLOCKSIZE": 256, "OVERVIEWS": "AUTO", "OVERVIEW_RESAMPLING": "NEAREST", "NUM_THREADS": 1,
+            "COMPRESS": (config.compress or "NONE").upper()}
+    rio_copy(src, dst, driver="COG", **opts)
+    os.remove(src)
+
+
 def _empty_scene(spec: TileSpec) -> Scene:
     shape = (spec.height, spec.width)
     z = np.zeros(shape, dtype=np.uint8)
@@ -127,12 +150,12 @@ def write_product(spec: TileSpec, folder: str, config: SynthConfig, *, fault: st
     else:
         scene = _empty_scene(spec) if fault == "all-nodata" else scene_layers(spec)
         n_tif = _MISMATCH_BANDS if fault == "band-mismatch" else len(wl)
-        prof = _profile(spec, config, count=n_tif, dtype="int16", nodata=NODATA)
-        prof["interleave"] = config.interleave
+        prof = _image_profile(spec, config, count=n_tif)
         vidx, sidx = _nearest(wl, QL_VNIR_NM), _nearest(wl, QL_SWIR_NM)
         ql_v = np.zeros((3, spec.height, spec.width), dtype=np.uint16)
         ql_s = np.zeros_like(ql_v)
-        with rasterio.open(path("SPECTRAL_IMAGE.TIF"), "w", **prof) as dst:
+        image_path = path("SPECTRAL_IMAGE.TIF") + (".tmp.tif" if config.layout == "cog" else "")
+        with rasterio.open(image_path, "w", **prof) as dst:
             for r0 in range(0, spec.height, _ROWS):
                 r1 = min(spec.height, r0 + _ROWS)
                 if fault == "all-nodata":
@@ -143,6 +166,8 @@ def write_product(spec: TileSpec, folder: str, config: SynthConfig, *, fault: st
                 ql_v[:, r0:r1] = _quicklook(rows, vidx)
                 ql_s[:, r0:r1] = _quicklook(rows, sidx)
                 del rows
+        if config.layout == "cog":
+            _to_cog(image_path, path("SPECTRAL_IMAGE.TIF"), config)
         layers = {f"QL_QUALITY_{k}.TIF": v for k, v in scene.masks.items()}
         layers["QL_QUALITY_CLASSES.TIF"] = scene.classes
         layers["QL_PIXELMASK.TIF"] = np.zeros((spec.height, spec.width), dtype=np.uint8)

@@ -39,6 +39,8 @@ Examples:
   spectralearth synth /tmp/archive --tiles 12 --tile-size 256
   spectralearth synth /tmp/fp --tiles 11636 --footprints-only
   spectralearth synth s3://bucket/archive --tiles 16 --faults duplicate,truncated-tiff
+  spectralearth synth /tmp/cogs --tiles 4 --tile-size 256 --layout cog
+  spectralearth synth /tmp/strips --tiles 4 --tile-size 256 --layout stripped --interleave band
 """
 
 
@@ -77,6 +79,9 @@ def register(sub) -> None:
     p.add_argument("--faults", type=_faults, default=(), metavar="KIND,...", help="fault kinds to inject")
     p.add_argument("--zip-fraction", type=_fraction, default=0.25, metavar="F", help="share of ZIP deliveries")
     p.add_argument("--interleave", choices=("pixel", "band"), default="pixel", help="SPECTRAL_IMAGE.TIF interleave")
+    p.add_argument("--layout", choices=("tiled", "cog", "stripped"), default="tiled",
+                   help="SPECTRAL_IMAGE.TIF layout: 128 px tiles, a Cloud-Optimized GeoTIFF (256 px tiles, overviews; "
+                        "as DLR's STAC API serves it) or strips (a plain GeoTIFF download)")
     p.add_argument("--compress", choices=("none", "deflate"), default="none", help="GeoTIFF compression")
     _common.add_storage_args(p)
     p.set_defaults(func=run)
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         config = SynthConfig(
             tiles=args.tiles, tile_size=args.tile_size, seed=args.seed, footprints_only=args.footprints_only,
             faults=tuple(args.faults), zip_fraction=args.zip_fraction, interleave=args.interleave,
+            layout=args.layout,
             compress=None if args.compress == "none" else args.compress,
         )
     except ValueError as exc:

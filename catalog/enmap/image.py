@@ -86,7 +86,7 @@ def check_image(
     url = source.file(IMAGE)
     if url is None:
         raise ImageError(pid, f"{IMAGE} missing", key=IMAGE)
-    with open_raster(source, IMAGE, storage_options=storage_options) as ds:
+    with open_image(source, storage_options=storage_options) as ds:
         crs, transform = ds.crs, ds.transform
         shape, count, dtype = (ds.height, ds.width), ds.count, ds.dtypes[0]
         nodata = ds.nodata

@@ -426,8 +426,16 @@ def main_layouts(args) -> None:
         }
         shutil.rmtree(floor_root, ignore_errors=True)
         shutil.rmtree(work / name / "cube.zarr", ignore_errors=True)
+        _write_layouts(args, per_layout, load_start)  # after each layout, so a stopped run keeps what it measured
+    _write_layouts(args, per_layout, load_start)
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _write_layouts(args, per_layout: dict, load_start) -> None:
+    bands = 202
     result = {
-        "tiles": args.tiles, "tile_size": args.tile_size, "bands": len(bands), "repeats": args.repeats,
+        "tiles": args.tiles, "tile_size": args.tile_size, "bands": bands, "repeats": args.repeats,
         "layouts": per_layout,
         "load_average": {"start": load_start, "end": _load()},
         "method": ("one process pinned to one core; per layout interleaved rounds of floor (covered rows read at once, "
@@ -437,8 +445,6 @@ def main_layouts(args) -> None:
     print(write_result("extract_layouts", result))
     for k, v in per_layout.items():
         print(f"{k:>16}: {v}")
-    if not args.workdir:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _block_of(item) -> tuple[int, int]:

@@ -23,6 +23,10 @@ import pytest
 from spectralearth.platform import storage
 from spectralearth.platform.cluster import ClusterSpec
 
+# the replica's setup converts the session archive's images to COGs: on a loaded 2-core machine
+# that alone can pass the default 600 s
+pytestmark = pytest.mark.timeout(1800)
+
 COLLECTION = "ENMAP_HSI_L2A"
 CLI = os.path.join(os.path.dirname(sys.executable), "spectralearth")
 PASSWORD = "PW-" + secrets.token_hex(10)

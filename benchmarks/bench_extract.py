@@ -24,6 +24,18 @@ and at the end, and a check that the floor and the cube hold the same chunk byte
 
 Writes ``benchmarks/results/extract.json``. Run:
 ``python benchmarks/bench_extract.py [--tiles 3] [--workers 1 2] [--repeats 3] [--workdir DIR]``.
+
+Per image layout (``--layouts tiled-pixel,tiled-band,cog-pixel,stripped-pixel,stripped-band``):
+for each layout an archive of ``--tiles`` tiles (``--tile-size`` px) is written, indexed and
+planned, then in interleaved rounds, all in this one process on one core:
+
+* **floor**: read the rows the tile's windows cover in one ``read`` of the selected bands,
+  cut the windows out, encode and store each (read + encode, nothing else);
+* **pipeline**: ``extract_cube`` (cluster ``sync``), windows read by ``read_windows``;
+* **per-window**: one ``read`` per window (the way extraction read before), encode, store.
+
+MB/s of raw patch bytes, medians of the rounds, and the ratios pipeline/floor and
+per-window/floor per layout. Writes ``benchmarks/results/extract_layouts.json``.
 """
 
 from __future__ import annotations
@@ -317,5 +329,141 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+LAYOUTS = ("tiled-pixel", "tiled-band", "cog-pixel", "stripped-pixel", "stripped-band")
+
+
+def _layout_floor(items, views, bands, fmt, out_root: Path, *, per_window: bool, px: int = 128) -> dict:
+    """Read + encode + store every view, reading each tile's rows at once (or one read per window)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from spectralearth.catalog.enmap.image import open_image
+    from spectralearth.pipelines.plan import tile_source
+    from spectralearth.platform import storage
+    from spectralearth.platform.cube import write_view_bytes
+
+    shutil.rmtree(out_root / "reflectance" / "c", ignore_errors=True)
+    fs, root = storage.filesystem(str(out_root))
+    t0, raw = time.perf_counter(), 0
+    for tile, g in views.groupby("tile"):
+        w = g.sort_values(["row0", "col0"])[["view", "row0", "col0"]].to_numpy(np.int64)
+        with rasterio.Env(GDAL_CACHEMAX=256), open_image(tile_source(items[int(tile)])) as ds:
+            if per_window:
+                chunks = ((int(v), ds.read(indexes=list(bands), window=Window(int(c), int(r), px, px))) for v, r, c in w)
+            else:
+                r0, r1 = int(w[:, 1].min()), int(w[:, 1].max()) + px
+                c0, c1 = int(w[:, 2].min()), int(w[:, 2].max()) + px
+                rows = ds.read(indexes=list(bands), window=Window(c0, r0, c1 - c0, r1 - r0))
+                chunks = ((int(v), np.ascontiguousarray(rows[:, r - r0 : r - r0 + px, c - c0 : c - c0 + px])) for v, r, c in w)
+            for view, data in chunks:
+                write_view_bytes(fs, f"{root}/{fmt.key(view)}", fmt.encode(data))
+                raw += data.nbytes
+    wall = time.perf_counter() - t0
+    return {"raw": raw, "wall_s": wall, "mb_s": raw / 1e6 / wall}
+
+
+def main_layouts(args) -> None:
+    import numcodecs
+
+    from spectralearth.catalog import index_archive, read_item_dicts
+    from spectralearth.catalog.index import IndexConfig
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS, extract_cube
+    from spectralearth.pipelines.plan import PlanParams, plan_job, read_plan
+    from spectralearth.platform.cluster import ClusterSpec
+    from spectralearth.platform.cube import CubeSpec, create_cube_arrays, view_chunk_format
+
+    numcodecs.blosc.set_nthreads(1)
+    _pin_all_threads(sorted(os.sched_getaffinity(0))[0])
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-extract-layouts-"))
+    bands = SPECTRALEARTH_BANDS
+    sync = ClusterSpec(kind="sync")
+    per_layout, load_start = {}, _load()
+    for name in args.layouts.split(","):
+        layout, interleave = name.split("-")
+        archive, catalog = work / name / "archive", work / name / "catalog"
+        if not (work / name / "archive.done").exists():
+            synthesize_archive(str(archive), SynthConfig(tiles=args.tiles, tile_size=args.tile_size, seed=args.seed,
+                                                         zip_fraction=0.0, layout=layout, interleave=interleave))
+            (work / name / "archive.done").write_text("ok")
+        index_archive(str(archive), catalog_url=str(catalog), cluster=sync, config=IndexConfig(references=False))
+        plan_job(str(catalog), params=PlanParams(pixel_filters=False), cluster=sync)
+        items = read_item_dicts(str(catalog))
+        _, views = read_plan(str(catalog))
+        floor_root = work / name / "floor.zarr"
+        shutil.rmtree(floor_root, ignore_errors=True)
+        create_cube_arrays(str(floor_root), CubeSpec(n_views=len(views), n_patches=1, wavelength_nm=(0.0,) * len(bands),
+                                                    fwhm_nm=(0.0,) * len(bands), band_numbers=tuple(bands)))
+        fmt = view_chunk_format(str(floor_root))
+        for p in archive.rglob("*SPECTRAL_IMAGE.TIF"):  # page cache warm for every reader alike
+            with open(p, "rb") as f:
+                while f.read(1 << 24):
+                    pass
+        rounds = []
+        for _ in range(args.repeats):
+            floor = _layout_floor(items, views, bands, fmt, floor_root, per_window=False)
+            cube = work / name / "cube.zarr"
+            shutil.rmtree(cube, ignore_errors=True)
+            t0 = time.perf_counter()
+            rep = extract_cube(str(catalog), str(cube), cluster=sync)
+            pipe = {"raw": rep.raw_bytes, "wall_s": rep.stages["tasks"], "mb_s": rep.raw_bytes / 1e6 / rep.stages["tasks"],
+                    "whole_job_s": time.perf_counter() - t0}
+            window = _layout_floor(items, views, bands, fmt, floor_root, per_window=True)
+            rounds.append({"floor": floor, "pipeline": pipe, "per_window": window})
+            print(name, {k: round(v["mb_s"], 1) for k, v in rounds[-1].items()}, flush=True)
+        med = statistics.median
+        per_layout[name] = {
+            "views": len(views),
+            "raw_mb": round(rounds[0]["floor"]["raw"] / 1e6, 1),
+            "image": {"block": list(_block_of(items[0])), "bytes": int(sum(p.stat().st_size for p in archive.rglob("*SPECTRAL_IMAGE.TIF")))},
+            "floor_mb_s": round(med(r["floor"]["mb_s"] for r in rounds), 1),
+            "pipeline_mb_s": round(med(r["pipeline"]["mb_s"] for r in rounds), 1),
+            "per_window_mb_s": round(med(r["per_window"]["mb_s"] for r in rounds), 1),
+            "pipeline_to_floor": round(med(r["pipeline"]["mb_s"] / r["floor"]["mb_s"] for r in rounds), 3),
+            "pipeline_to_floor_runs": [round(r["pipeline"]["mb_s"] / r["floor"]["mb_s"], 3) for r in rounds],
+            "per_window_to_floor": round(med(r["per_window"]["mb_s"] / r["floor"]["mb_s"] for r in rounds), 3),
+            "per_window_to_floor_runs": [round(r["per_window"]["mb_s"] / r["floor"]["mb_s"], 3) for r in rounds],
+        }
+        shutil.rmtree(floor_root, ignore_errors=True)
+        shutil.rmtree(work / name / "cube.zarr", ignore_errors=True)
+        _write_layouts(args, per_layout, load_start)  # after each layout, so a stopped run keeps what it measured
+    _write_layouts(args, per_layout, load_start)
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _write_layouts(args, per_layout: dict, load_start) -> None:
+    bands = 202
+    result = {
+        "tiles": args.tiles, "tile_size": args.tile_size, "bands": bands, "repeats": args.repeats,
+        "layouts": per_layout,
+        "load_average": {"start": load_start, "end": _load()},
+        "method": ("one process pinned to one core; per layout interleaved rounds of floor (covered rows read at once, "
+                   "windows cut, encoded, stored), pipeline (extract_cube sync, task stage) and per-window reads; "
+                   "medians; MB/s of raw patch bytes; page cache warm"),
+    }
+    print(write_result("extract_layouts", result))
+    for k, v in per_layout.items():
+        print(f"{k:>16}: {v}")
+
+
+def _block_of(item) -> tuple[int, int]:
+    from spectralearth.catalog.enmap.image import open_image
+    from spectralearth.pipelines.plan import tile_source
+
+    with open_image(tile_source(item)) as ds:
+        return tuple(int(v) for v in ds.block_shapes[0])
+
+
 if __name__ == "__main__":
-    main()
+    if "--layouts" in sys.argv:
+        ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        ap.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated LAYOUT-INTERLEAVE names")
+        ap.add_argument("--tiles", type=int, default=2)
+        ap.add_argument("--tile-size", type=int, default=512)
+        ap.add_argument("--repeats", type=int, default=3)
+        ap.add_argument("--seed", type=int, default=1)
+        ap.add_argument("--workdir", default=None)
+        main_layouts(ap.parse_args())
+    else:
+        main()

@@ -52,6 +52,18 @@ ABOUT = {
         "2-worker LocalCluster: read by two range requests (the default), read whole, and the brief XML of the same "
         "tiles, in rotating rounds; 11,636 tiles extrapolated from the median rate.",
     ),
+    "extract_layouts": (
+        "Extraction per image layout",
+        "python benchmarks/bench_extract.py --layouts tiled-pixel,tiled-band,cog-pixel,stripped-pixel,stripped-band",
+        "Per SPECTRAL_IMAGE layout, one core: the pipeline (`extract_cube`, windows read once per source block) and "
+        "one read per window, each against the read+encode floor (covered rows read at once, windows encoded and stored).",
+    ),
+    "remote_read": (
+        "Remote COG reads: GDAL /vsicurl/ vs fsspec",
+        "python benchmarks/bench_remote_read.py",
+        "The windows of a full-size 224-band COG over loopback HTTPS with basic auth, through `read_windows`; "
+        "wall and client CPU seconds, requests and bytes sent (server counters).",
+    ),
 }
 
 

@@ -201,6 +201,9 @@ def tiff_references(
 
             with fsspec.open(tiff_url, "rb", **opts) as f, tifffile.TiffFile(f) as tif:
                 raw = _strip_refs(tif, f)
+    if ".zarray" not in raw and "0/.zarray" in raw:
+        # a COG with overviews is a pyramid (levels 0, 1, ...): reference the full resolution
+        raw = {k[2:]: v for k, v in raw.items() if k.startswith("0/")}
     zarray = json.loads(raw[".zarray"])
     tattrs = json.loads(raw.get(".zattrs", "{}"))
     dims_in = tattrs.get("_ARRAY_DIMENSIONS", [])

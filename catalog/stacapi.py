@@ -50,11 +50,13 @@ __all__ = [
     "RemoteUnavailableError",
     "StacDiscovery",
     "StacSearch",
+    "api_url",
     "check_remote_files",
     "discover_stac",
     "http_session",
     "is_stac_url",
     "remote_error",
+    "source_of_item",
 ]
 
 STAC_PREFIX = "stac:"

@@ -93,6 +93,8 @@ def resolve_storage_options(url: str, storage_options: Mapping[str, Any] | None 
         # aiohttp then takes basic-auth credentials from the netrc file (~/.netrc or $NETRC)
         # and TLS trust from SSL_CERT_FILE; the credentials never enter the options
         opts["client_kwargs"] = {"trust_env": True, **dict(opts.get("client_kwargs") or {})}
+        # headers and XML are read here (rasters go through GDAL): 256 kB read-ahead, not 5 MB per open
+        opts.setdefault("block_size", 1 << 18)
     return opts
 
 

@@ -175,7 +175,7 @@ def layout_catalog(request, tmp_path_factory):
     layout, interleave = request.param
     root = tmp_path_factory.mktemp(f"layout-{layout}-{interleave}")
     archive, catalog = str(root / "archive"), str(root / "catalog")
-    synthesize_archive(archive, SynthConfig(tiles=2, tile_size=200, seed=6, zip_fraction=0.5, zip_deflate=False,
+    synthesize_archive(archive, SynthConfig(tiles=2, tile_size=224, seed=6, zip_fraction=0.5, zip_deflate=False,
                                             layout=layout, interleave=interleave))
     sync = ClusterSpec(kind="sync")
     rep = index_archive(archive, catalog_url=catalog, cluster=sync)
@@ -205,7 +205,7 @@ def test_layouts_are_read_correctly_each_block_once(layout_catalog):
             assert tags.get("INTERLEAVE") == interleave.upper()
             assert bool(ds.profile.get("tiled")) == (layout != "stripped")
             if layout == "cog":
-                assert tags.get("LAYOUT") == "COG" and ds.block_shapes[0] == (256, 256)
+                assert tags.get("LAYOUT") == "COG" and ds.block_shapes[0] == (256, 256) and ds.overviews(1)
             if layout == "stripped":
                 assert ds.block_shapes[0][1] == ds.width
             bands = (1, 2, 77, 131, 200, 224)

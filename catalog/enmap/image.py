@@ -91,7 +91,7 @@ def check_image(
     url = source.file(IMAGE)
     if url is None:
         raise ImageError(pid, f"{IMAGE} missing", key=IMAGE)
-    with open_raster(source, IMAGE, storage_options=storage_options) as ds:
+    with open_image(source, storage_options=storage_options) as ds:
         crs, transform = ds.crs, ds.transform
         shape, count, dtype = (ds.height, ds.width), ds.count, ds.dtypes[0]
         nodata = ds.nodata
@@ -337,15 +337,15 @@ HTTP_READER = "gdal"
 """How rasters on HTTP(S) servers are read: ``"gdal"`` (GDAL's ``/vsicurl/``) or ``"fsspec"``
 (rasterio on an fsspec HTTP file object, the ``opener`` path of ``open_raster``).
 
-Chosen by measurement (``benchmarks/bench_remote_read.py``, the loopback HTTPS server with
-basic auth, a full-size 224-band pixel-interleaved COG, the windows of one row of tiles):
-with GDAL's default 16 MB download cache ``/vsicurl/`` fetched 5.7x the bytes it needed
-(2.7 GB for 0.47 GB of tiles: a 224-band tile is evicted before all its bands are copied
-out) and took 2.4x as long as fsspec. With a 256 MB download cache it fetches the tiles
-once (352 MB in 6-8 requests, fsspec 373 MB in 24), in the same wall time as fsspec
-within the noise of the shared machine (24-32 s against 25-27 s), and it retries 429/5xx
-by itself, which fsspec's HTTP filesystem does not. So ``/vsicurl/``, with the settings
-of :func:`gdal_http_options`.
+Chosen by measurement (``benchmarks/bench_remote_read.py``, ``benchmarks/results/remote_read.json``):
+a full-size 224-band pixel-interleaved COG (512 px tiles) over the loopback HTTPS server
+with basic auth, the 36 windows of its first 512 rows read by :func:`read_windows`. Both
+fetched exactly the tiles needed (352 MB); ``/vsicurl/`` in 6 requests, fsspec in 24;
+``/vsicurl/`` took 0.78x fsspec's wall time (medians 96 s against 124 s, on a machine at
+load 40) and 0.87x its client CPU (5.4 s against 6.3 s), and GDAL retries 429/5xx by
+itself, which fsspec's HTTP filesystem does not. So ``/vsicurl/``, with the settings of
+:func:`gdal_http_options`. (A first probe that set 1 MB download chunks,
+``CPL_VSIL_CURL_CHUNK_SIZE``, fetched 5.7x the bytes: GDAL's own chunking is kept.)
 """
 
 
@@ -365,8 +365,8 @@ def gdal_http_options(url: str) -> dict[str, Any]:
         "GDAL_HTTP_RETRY_CODES": "429,500,502,503,504",
         "GDAL_HTTP_MULTIRANGE": "PARALLEL",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-        # a download cache that holds whole 224-band tiles: with the default 16 MB one, tiles
-        # were evicted and fetched again for each band group (5.7x the bytes; see HTTP_READER)
+        # room for whole 224-band tiles (29 MB at 256 px); the default 16 MB measured the same
+        # bytes and time on 512 px tiles (see HTTP_READER), this keeps a margin
         "CPL_VSIL_CURL_CACHE_SIZE": 256 << 20,
     }
     if os.environ.get("NETRC"):

@@ -38,7 +38,7 @@ over HTTPS; the catalog keeps the upstream item id and the asset hrefs, and
 `extract` later reads the windows from the remote COG by range requests. Nothing
 is downloaded in bulk. Credentials for the download host come from the netrc file
 (~/.netrc, or the file named by $NETRC), e.g.
-  machine download.geoservice.dlr.de login USER password PASSWORD
+  machine HOST login USER password PASSWORD   (HOST: the host of the asset hrefs)
 and are never written anywhere. Refused credentials, missing assets (404) and
 failing servers (5xx, retried first) quarantine the product with a named error;
 server failures are tried again by the next run.

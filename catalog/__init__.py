@@ -12,7 +12,14 @@ The whole public API of the catalog on one screen::
 """
 
 from spectralearth.catalog.catalogio import read_item_dicts, read_table, read_tiles
-from spectralearth.catalog.errors import ImageError, MetadataError, NamingError, ProductError
+from spectralearth.catalog.errors import (
+    ImageError,
+    MetadataError,
+    NamingError,
+    NothingFoundError,
+    ProductError,
+    TransientError,
+)
 from spectralearth.catalog.index import IndexConfig, IndexReport, QuarantineRecord, index_archive
 from spectralearth.catalog.items import create_collection, create_item, create_item_dict
 
@@ -22,8 +29,10 @@ __all__ = [
     "ImageError",
     "MetadataError",
     "NamingError",
+    "NothingFoundError",
     "ProductError",
     "QuarantineRecord",
+    "TransientError",
     "create_collection",
     "create_item",
     "create_item_dict",

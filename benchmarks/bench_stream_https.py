@@ -9,7 +9,8 @@ workers (``--context``, default fork: this process has only read the index), ``p
 * ``stream``: samples/s and samples per CPU-second (workers and the consuming process),
   each pass a fresh stream (index read, new connections); ``vs_floor``;
 * ``fork_fallback``: workers forked after this process read S3 with obstore, which then
-  read with s3fs (logged), against the main figure;
+  read with s3fs (logged), against the main figure; ``after_parent_read_forkserver``: the
+  same situation handled as ``stream.loader()`` does (forkserver preloading the stream);
 * ``peers``: MosaicML Streaming (MDS shards, zstd) and LitData (zstd chunks) written from
   the same views to the same server and read with the same workers and batch size, each
   pass with an empty local cache (``benchmarks/peers_stream.py``, in the virtual
@@ -130,6 +131,15 @@ def main() -> None:
                                        / result["stream"]["samples_per_cpu_s"]}
             print("fork fallback", {k: round(v, 2) for k, v in result["fork_fallback"].items() if k != "runs"},
                   flush=True)
+            # what stream.loader() does instead: a forkserver that preloaded the stream module
+            from spectralearth.platform.stream.dataset import _forkserver
+
+            served = [_pass(url, context=_forkserver(), warm_parent=True, **kw) for _ in range(max(1, args.repeats - 1))]
+            result["after_parent_read_forkserver"] = {
+                "samples_per_s": _median(served, "samples_per_s"), "samples_per_cpu_s": _median(served, "samples_per_cpu_s"),
+                "runs": served, "vs_main_cpu": _median(served, "samples_per_cpu_s") / result["stream"]["samples_per_cpu_s"]}
+            print("forkserver after parent read",
+                  {k: round(v, 2) for k, v in result["after_parent_read_forkserver"].items() if k != "runs"}, flush=True)
 
             if args.peers_python:
                 group = open_cube(cube)

@@ -92,7 +92,7 @@ def main() -> None:
     previous = json.loads((RESULTS / "stream_https.json").read_text()) if args.peers_only else None
     result: dict = {"context": args.context, "load_start": os.getloadavg()[0], "workers": args.workers, "io_threads": args.io_threads,
                     "batch_size": BATCH, "prefetch_factor": PREFETCH_FACTOR, "repeats": args.repeats,
-                    "pin_memory": True}
+                    "pin_memory": True, "accelerator": __import__("torch").cuda.is_available()}
     with tempfile.TemporaryDirectory(prefix="bench-https-") as tmp:
         tmp = Path(tmp)
         cube = args.cube or str(tmp / "cube")

@@ -45,6 +45,17 @@ ABOUT = {
         "python benchmarks/bench_gateway.py --cube-on local",
         "The same, with the cube on local disk so that only the workers compete for the 2 cores.",
     ),
+    "stream_https": (
+        "Streaming over HTTPS S3 in the recommended setup",
+        "python benchmarks/bench_stream_https.py --peers-python PEERS_VENV/bin/python",
+        "DataLoader workers + pin_memory over HTTPS: samples/s, samples per CPU-second, vs the decode floor, the fork "
+        "fallback, the peers (MosaicML Streaming, LitData), cores for 1,000 samples/s, /dev/shm per rank.",
+    ),
+    "tls_get": (
+        "Whole-object GETs over HTTPS",
+        "python benchmarks/bench_tls_get.py",
+        "obstore's own GET against a presigned GET received by http.client into a reused buffer: CPU per GB, GB/s.",
+    ),
 }
 
 

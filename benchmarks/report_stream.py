@@ -98,7 +98,8 @@ def render_https(r: dict, tls: dict | None) -> str:
     out = [
         f"Measured {r['when']} on {m['cpus']} CPUs; cube of {c['views']} views x {c['bands']} bands x "
         f"{c['patch_px']}^2 px on SeaweedFS over HTTPS; {r['workers']} DataLoader workers ({r['context']}), "
-        f"batches of {r['batch_size']}, `pin_memory=True`, {r['io_threads']} I/O threads per worker; each pass "
+        f"batches of {r['batch_size']}, `pin_memory=True`{'' if r.get('accelerator', True) else ' (a no-op: no accelerator here)'}, "
+        f"{r['io_threads']} I/O threads per worker; each pass "
         f"starts fresh workers (their start-up counts); median of {r['repeats']} passes; 1-minute load "
         f"{r['load_start']:.1f} at the start, {r['load_end']:.1f} at the end. CPU: workers and the consuming "
         "process together (the S3 server's is left out).",

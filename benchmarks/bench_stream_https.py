@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--peers-python", default=None, help="python of the peers' virtual environment")
     ap.add_argument("--cube", default=None, help="an existing local sample cube to use (written when absent)")
     ap.add_argument("--context", default="fork", help="DataLoader context of the main figure")
+    ap.add_argument("--peer", choices=["mds", "litdata"], default=None, help="run only this peer")
     ap.add_argument("--peers-only", action="store_true",
                     help="run only the peers, against the stream figures of the existing results/stream_https.json")
     args = ap.parse_args()
@@ -161,7 +162,7 @@ def main() -> None:
                 proc = subprocess.run(
                     [args.peers_python, str(Path(__file__).with_name("peers_stream.py")), str(tmp / "views.npy"),
                      "s3://bench", "--workers", str(args.workers), "--repeats", str(args.repeats),
-                     "--batch-size", str(BATCH)], env=env, capture_output=True, text=True, timeout=3600)
+                     "--batch-size", str(BATCH), *(["--only", args.peer] if args.peer else [])], env=env, capture_output=True, text=True, timeout=3600)
                 sys.stderr.write(proc.stderr[-4000:])
                 peers = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else \
                     {"error": proc.stderr[-2000:]}

@@ -9,7 +9,8 @@ workers (``--context``, default fork: this process has only read the index), ``p
 * ``stream``: samples/s and samples per CPU-second (workers and the consuming process),
   each pass a fresh stream (index read, new connections); ``vs_floor``;
 * ``fork_fallback``: workers forked after this process read S3 with obstore, which then
-  read with s3fs (logged), against the main figure;
+  read with s3fs (logged), against the main figure; ``after_parent_read_forkserver``: the
+  same situation handled as ``stream.loader()`` does (forkserver preloading the stream);
 * ``peers``: MosaicML Streaming (MDS shards, zstd) and LitData (zstd chunks) written from
   the same views to the same server and read with the same workers and batch size, each
   pass with an empty local cache (``benchmarks/peers_stream.py``, in the virtual
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import write_result  # noqa: E402
+from _util import RESULTS, write_result  # noqa: E402
 from bench_stream import decode_floor, median_run  # noqa: E402
 
 from spectralearth.platform.cube import open_cube  # noqa: E402
@@ -84,11 +85,15 @@ def main() -> None:
     ap.add_argument("--peers-python", default=None, help="python of the peers' virtual environment")
     ap.add_argument("--cube", default=None, help="an existing local sample cube to use (written when absent)")
     ap.add_argument("--context", default="fork", help="DataLoader context of the main figure")
+    ap.add_argument("--peer", choices=["mds", "litdata"], default=None, help="run only this peer")
+    ap.add_argument("--peers-only", action="store_true",
+                    help="run only the peers, against the stream figures of the existing results/stream_https.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    previous = json.loads((RESULTS / "stream_https.json").read_text()) if args.peers_only else None
     result: dict = {"context": args.context, "load_start": os.getloadavg()[0], "workers": args.workers, "io_threads": args.io_threads,
                     "batch_size": BATCH, "prefetch_factor": PREFETCH_FACTOR, "repeats": args.repeats,
-                    "pin_memory": True}
+                    "pin_memory": True, "accelerator": __import__("torch").cuda.is_available()}
     with tempfile.TemporaryDirectory(prefix="bench-https-") as tmp:
         tmp = Path(tmp)
         cube = args.cube or str(tmp / "cube")
@@ -115,21 +120,35 @@ def main() -> None:
             fs = s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs={"endpoint_url": s3.endpoint_url})
             fs.put(cube, "bench/cube", recursive=True)
             url = "s3://bench/cube"
-            kw = dict(workers=args.workers, io_threads=args.io_threads)
-            _pass(url, context=args.context, **kw)  # warms the server's page cache
-            runs = [_pass(url, context=args.context, **kw) for _ in range(args.repeats)]
-            floor = result["floor"]["samples_per_cpu_s"]
-            result["stream"] = {"samples_per_s": _median(runs, "samples_per_s"),
-                                "samples_per_cpu_s": _median(runs, "samples_per_cpu_s"),
-                                "vs_floor": _median(runs, "samples_per_cpu_s") / floor, "runs": runs}
-            print("stream", {k: round(v, 2) for k, v in result["stream"].items() if k != "runs"}, flush=True)
-            fallback = [_pass(url, context="fork", warm_parent=True, **kw) for _ in range(max(1, args.repeats - 1))]
-            result["fork_fallback"] = {"samples_per_s": _median(fallback, "samples_per_s"),
-                                       "samples_per_cpu_s": _median(fallback, "samples_per_cpu_s"), "runs": fallback,
-                                       "vs_main_cpu": _median(fallback, "samples_per_cpu_s")
-                                       / result["stream"]["samples_per_cpu_s"]}
-            print("fork fallback", {k: round(v, 2) for k, v in result["fork_fallback"].items() if k != "runs"},
-                  flush=True)
+            if previous is not None:
+                result.update({k: v for k, v in previous.items()
+                               if k in ("stream", "fork_fallback", "after_parent_read_forkserver", "floor")})
+                result["stream_measured"] = previous["when"]
+            else:
+                kw = dict(workers=args.workers, io_threads=args.io_threads)
+                _pass(url, context=args.context, **kw)  # warms the server's page cache
+                runs = [_pass(url, context=args.context, **kw) for _ in range(args.repeats)]
+                floor = result["floor"]["samples_per_cpu_s"]
+                result["stream"] = {"samples_per_s": _median(runs, "samples_per_s"),
+                                    "samples_per_cpu_s": _median(runs, "samples_per_cpu_s"),
+                                    "vs_floor": _median(runs, "samples_per_cpu_s") / floor, "runs": runs}
+                print("stream", {k: round(v, 2) for k, v in result["stream"].items() if k != "runs"}, flush=True)
+                fallback = [_pass(url, context="fork", warm_parent=True, **kw) for _ in range(max(1, args.repeats - 1))]
+                result["fork_fallback"] = {"samples_per_s": _median(fallback, "samples_per_s"),
+                                           "samples_per_cpu_s": _median(fallback, "samples_per_cpu_s"), "runs": fallback,
+                                           "vs_main_cpu": _median(fallback, "samples_per_cpu_s")
+                                           / result["stream"]["samples_per_cpu_s"]}
+                print("fork fallback", {k: round(v, 2) for k, v in result["fork_fallback"].items() if k != "runs"},
+                      flush=True)
+                # what stream.loader() does instead: a forkserver that preloaded the stream module
+                from spectralearth.platform.stream.dataset import _forkserver
+
+                served = [_pass(url, context=_forkserver(), warm_parent=True, **kw) for _ in range(max(1, args.repeats - 1))]
+                result["after_parent_read_forkserver"] = {
+                    "samples_per_s": _median(served, "samples_per_s"), "samples_per_cpu_s": _median(served, "samples_per_cpu_s"),
+                    "runs": served, "vs_main_cpu": _median(served, "samples_per_cpu_s") / result["stream"]["samples_per_cpu_s"]}
+                print("forkserver after parent read",
+                      {k: round(v, 2) for k, v in result["after_parent_read_forkserver"].items() if k != "runs"}, flush=True)
 
             if args.peers_python:
                 group = open_cube(cube)
@@ -143,7 +162,7 @@ def main() -> None:
                 proc = subprocess.run(
                     [args.peers_python, str(Path(__file__).with_name("peers_stream.py")), str(tmp / "views.npy"),
                      "s3://bench", "--workers", str(args.workers), "--repeats", str(args.repeats),
-                     "--batch-size", str(BATCH)], env=env, capture_output=True, text=True, timeout=3600)
+                     "--batch-size", str(BATCH), *(["--only", args.peer] if args.peer else [])], env=env, capture_output=True, text=True, timeout=3600)
                 sys.stderr.write(proc.stderr[-4000:])
                 peers = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else \
                     {"error": proc.stderr[-2000:]}

@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 
 def _cpu_children_and_self() -> float:
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -130,8 +132,11 @@ def run_litdata(views, remote: str, args) -> dict:
 _VIEWS = None
 
 
-def _lit_item(i: int) -> dict:
-    return {"image": _VIEWS[i]}
+def _lit_item(i: int) -> dict:  # noqa: D103
+    global _VIEWS
+    if _VIEWS is None:  # in litdata's (spawned) optimize worker
+        _VIEWS = np.load(os.environ["PEERS_VIEWS"], mmap_mode="r")
+    return {"image": np.asarray(_VIEWS[i])}
 
 
 def main() -> None:
@@ -146,6 +151,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--only", choices=["mds", "litdata"], default=None)
     args = ap.parse_args()
+    os.environ["PEERS_VIEWS"] = os.path.abspath(args.views)
     _VIEWS = views = np.load(args.views, mmap_mode="r")
     out: dict = {"views": int(views.shape[0]), "workers": args.workers, "batch_size": args.batch_size}
     import importlib.metadata as md

@@ -64,6 +64,17 @@ ABOUT = {
         "The windows of a full-size 224-band COG over loopback HTTPS with basic auth, through `read_windows`; "
         "wall and client CPU seconds, requests and bytes sent (server counters).",
     ),
+    "stream_https": (
+        "Streaming over HTTPS S3 in the recommended setup",
+        "python benchmarks/bench_stream_https.py --peers-python PEERS_VENV/bin/python",
+        "DataLoader workers + pin_memory over HTTPS: samples/s, samples per CPU-second, vs the decode floor, the fork "
+        "fallback, the peers (MosaicML Streaming, LitData), cores for 1,000 samples/s, /dev/shm per rank.",
+    ),
+    "tls_get": (
+        "Whole-object GETs over HTTPS",
+        "python benchmarks/bench_tls_get.py",
+        "obstore's own GET against a presigned GET received by http.client into a reused buffer: CPU per GB, GB/s.",
+    ),
 }
 
 

@@ -3,8 +3,8 @@
 * ``s3_server`` (session): one ``weed server -s3`` for the whole run, serving HTTPS with a
   throw-away CA (and plain HTTP beside it). While it runs,
   ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_DEFAULT_REGION``,
-  ``SPECTRALEARTH_S3_ENDPOINT`` (the HTTPS endpoint) and ``AWS_CA_BUNDLE`` (the CA) point
-  at it, so library code and spawned CLI processes find it through the environment, as
+  ``SPECTRALEARTH_S3_ENDPOINT`` (the HTTPS endpoint) and ``AWS_CA_BUNDLE``/``CURL_CA_BUNDLE``
+  (the CA) point at it, ``AWS_CONFIG_FILE``/``AWS_SHARED_CREDENTIALS_FILE`` at empty files, so library code and spawned CLI processes find it through the environment, as
   in production.
 * ``test_secret``: the server's secret, to assert that it never shows up in outputs.
 * ``s3_bucket``: a fresh, validly named bucket per test.
@@ -38,6 +38,7 @@ _ENV_KEYS = (
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
     "AWS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
     "AWS_CONFIG_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
 )
@@ -88,6 +89,7 @@ def s3_server(tmp_path_factory, test_secret):
             "AWS_DEFAULT_REGION": "us-east-1",
             "SPECTRALEARTH_S3_ENDPOINT": server.endpoint_url,
             "AWS_CA_BUNDLE": str(server.ca_file),
+            "CURL_CA_BUNDLE": str(server.ca_file),  # GDAL/curl readers of the same server
             "AWS_CONFIG_FILE": str(config_dir / "config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(config_dir / "credentials"),
         }

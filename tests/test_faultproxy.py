@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import http.client
 import os
 from urllib.parse import urlsplit
@@ -159,3 +160,22 @@ def test_rejects_bad_parameters():
         FaultProxy("http://127.0.0.1:1", kinds=("meteor",))
     with pytest.raises(ValueError, match="upstream_url"):
         FaultProxy("127.0.0.1:1")
+
+
+@pytest.mark.slow
+def test_index_over_https_through_the_segmenting_faulty_proxy(fault_proxy, s3_bucket, test_secret):
+    """The index job reads a whole archive over HTTPS in 1,400-byte segments with faults injected."""
+    from spectralearth.catalog import index_archive, read_item_dicts
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.platform.cluster import ClusterSpec
+
+    archive, catalog = f"s3://{s3_bucket}/archive", f"s3://{s3_bucket}/catalog"
+    synth = synthesize_archive(archive, SynthConfig(tiles=6, tile_size=128, seed=9, zip_fraction=0.3,
+                                                    zip_deflate=False))
+    proxy, opts = fault_proxy(fail_rate=0.05, kinds=("503", "slowdown", "drop"), seed=4)
+    assert proxy.endpoint_url.startswith("https://")
+    index_archive(archive, catalog_url=catalog, storage_options=opts, cluster=ClusterSpec(kind="sync"))
+    items = read_item_dicts(catalog, storage_options=opts)
+    assert {it["id"] for it in items} >= set(synth.products) - set(synth.superseded)
+    assert proxy.stats()["faults"] > 0 and proxy.relay.segments > 1000
+    assert all(test_secret not in json.dumps(it) for it in items)

@@ -509,6 +509,15 @@ class PatchStream(IterableDataset):
         return StreamLoader(self, **dataloader_kwargs)
 
 
+def _forkserver():
+    """The forkserver context, its server preloading the stream (workers start without importing torch anew)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["spectralearth.platform.stream.dataset"])  # only before the server starts
+    return ctx
+
+
 class StreamLoader:
     """A DataLoader over a :class:`PatchStream` that counts what the loop consumed.
 
@@ -538,7 +547,7 @@ class StreamLoader:
             # obstore's runtime does not survive a fork: workers that start after this process
             # read S3 with obstore would fall back to s3fs; forkserver keeps them on obstore
             log.info("this process already read S3 with obstore: DataLoader workers start with forkserver")
-            kwargs["multiprocessing_context"] = "forkserver"
+            kwargs["multiprocessing_context"] = _forkserver()
         loader = DataLoader(self.stream, batch_size=None, **kwargs)
         for item in loader:
             self.samples_seen += int(item["patch"].numel()) if self.stream.batch_size else 1

@@ -275,20 +275,112 @@ def _windows_wgs84(epsg: int, x0: np.ndarray, y0: np.ndarray, side: float):
     return polys, lon[:, 4], lat[:, 4]
 
 
+def _place_group(regions: list[tuple[int, int, int, tuple[int, ...]]], wkb: dict[int, bytes], epsg_of: dict[int, int],
+                 params: PlanParams) -> tuple[dict[str, list], dict[str, int]]:
+    """Place the windows of one group of regions (whole components of the overlap graph), in order.
+
+    Args:
+        regions: ``(position, priority, combination row, members)`` in placement order.
+        wkb: tile row -> WGS84 footprint (WKB) of every member.
+        epsg_of: tile row -> EPSG code of its grid.
+
+    Returns:
+        ``(records, counts)``: records carry ``position`` (of their region) so that groups
+        can be merged back into the global placement order.
+    """
+    side, pixel = params.side_m, params.pixel_m
+    utm_cache: dict[tuple[int, int], Any] = {}
+    wgs = {t: shapely.from_wkb(w) for t, w in wkb.items()}
+
+    def tile_utm(t: int, epsg: int):
+        key = (t, epsg)
+        if key not in utm_cache:
+            g = _project_to([wgs[t]], epsg)[0]
+            shapely.prepare(g)
+            utm_cache[key] = g
+        return utm_cache[key]
+
+    acc = _Accepted(side, params.max_overlap)
+    rec: dict[str, list] = {k: [] for k in ("position", "crs", "x0", "y0", "lon", "lat", "priority", "combination", "members", "geometry")}
+    counts = dict(candidates=0, outside=0, overlapping=0)
+    for position, priority, combo, members in regions:
+        epsg = epsg_of[members[0]]
+        geoms = [tile_utm(m, epsg) for m in members]
+        region = geoms[0]
+        for g in geoms[1:]:
+            region = shapely.intersection(region, g)
+        centres = _candidate_centres(region, side, pixel)
+        if not len(centres):
+            continue
+        counts["candidates"] += len(centres)
+        x0 = centres[:, 0] - side / 2
+        y0 = centres[:, 1] + side / 2
+        boxes = shapely.box(x0, y0 - side, x0 + side, y0)
+        inside = np.ones(len(boxes), dtype=bool)
+        for g in geoms:
+            inside &= shapely.contains(g, boxes)
+        counts["outside"] += int((~inside).sum())
+        if not inside.any():
+            continue
+        x0, y0 = x0[inside], y0[inside]
+        polys, lon, lat = _windows_wgs84(epsg, x0, y0, side)
+        for k in range(len(x0)):
+            if not acc.free(epsg, float(x0[k]), float(y0[k]), polys[k]):
+                counts["overlapping"] += 1
+                continue
+            acc.add(epsg, float(x0[k]), float(y0[k]), polys[k])
+            rec["position"].append(position)
+            rec["crs"].append(epsg)
+            rec["x0"].append(float(x0[k]))
+            rec["y0"].append(float(y0[k]))
+            rec["lon"].append(float(lon[k]))
+            rec["lat"].append(float(lat[k]))
+            rec["priority"].append(priority)
+            rec["combination"].append(combo)
+            rec["members"].append(list(members))
+            rec["geometry"].append(shapely.to_wkb(polys[k]))
+    return rec, counts
+
+
+def tile_components(geoms: np.ndarray) -> np.ndarray:
+    """Component label of each footprint: footprints that intersect (or touch) are connected.
+
+    Windows of different components can never overlap, so each component is placed on
+    its own (in any order, on any worker) and the result equals one placement of all.
+    """
+    from spectralearth.pipelines.overlaps import candidate_pairs, connected_components
+
+    geoms = np.asarray(geoms, dtype=object)
+    i, j = candidate_pairs(geoms)
+    if len(i):
+        hit = shapely.intersects(geoms[i], geoms[j])
+        i, j = i[hit], j[hit]
+    return connected_components(len(geoms), pd.DataFrame({"a": i, "b": j}))
+
+
 def place_patches(
     tiles: gpd.GeoDataFrame,
     combos: gpd.GeoDataFrame | None,
     params: PlanParams = PlanParams(),
     *,
     progress: Callable[[int], None] | None = None,
+    client=None,
+    n_tasks: int | None = None,
 ) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
     """Place the windows (geometry only; deterministic).
+
+    Regions (combinations, then single tiles) are grouped by connected component of
+    the footprints; groups of components are placed in parallel tasks (on ``client``,
+    or in this process) and merged back into the global placement order, which gives
+    exactly the windows of one sequential placement.
 
     Args:
         tiles: the tile table (``read_tiles``; row position = tile index).
         combos: the combinations (``combinations.parquet``), or None for single tiles only.
         params: placement parameters.
-        progress: called with the number of regions done.
+        progress: called with the number of tasks done.
+        client: a ``distributed.Client`` to place on (None: in this process).
+        n_tasks: tasks (default: 4 per worker thread, at most one per component).
 
     Returns:
         ``(patches, counts)``: one row per window in placement order (columns patch, crs,
@@ -296,19 +388,8 @@ def place_patches(
         combination (row in ``combos``, -1 for a single tile), members (tile rows),
         geometry (WGS84)), and counts of what placement did.
     """
-    side, pixel = params.side_m, params.pixel_m
     tf = _tile_frame(tiles)
     by_tile = {int(t): i for i, t in enumerate(tf["tile"])}
-    utm_cache: dict[tuple[int, int], Any] = {}
-
-    def tile_utm(t: int, epsg: int):
-        key = (t, epsg)
-        if key not in utm_cache:
-            g = _project_to([tf["geometry"].iat[by_tile[t]]], epsg)[0]
-            shapely.prepare(g)
-            utm_cache[key] = g
-        return utm_cache[key]
-
     regions: list[tuple[int, int, tuple[int, ...]]] = []  # (priority, combination row, members)
     counts = {"combinations": 0, "combinations_mixed_crs": 0, "combinations_unusable": 0, "single_tiles": 0}
     if combos is not None and len(combos):
@@ -331,60 +412,71 @@ def place_patches(
             regions.append((1, -1, (int(t),)))
             counts["single_tiles"] += 1
 
-    acc = _Accepted(side, params.max_overlap)
-    rec: dict[str, list] = {k: [] for k in ("crs", "x0", "y0", "lon", "lat", "priority", "combination", "members", "geometry")}
+    geoms = np.asarray(tf["geometry"].to_numpy(), dtype=object)
+    comp = tile_components(geoms) if len(geoms) else np.zeros(0, np.int64)
+    wkb_all = shapely.to_wkb(geoms) if len(geoms) else np.zeros(0, dtype=object)
+    epsg_all = tf["epsg"].to_numpy(dtype=np.int64)
+    by_comp: dict[int, list] = {}
+    for pos, (priority, combo, members) in enumerate(regions):
+        by_comp.setdefault(int(comp[by_tile[members[0]]]), []).append((pos, priority, combo, members))
+    if n_tasks is None:
+        threads = sum(client.nthreads().values()) if client is not None else 1
+        n_tasks = 4 * max(1, threads)
+    # bundle components into tasks of similar size (regions, weighted by tuple size)
+    comps = sorted(by_comp, key=lambda c: -len(by_comp[c]))
+    load = np.zeros(max(1, min(n_tasks, len(comps))), dtype=float)
+    bundles: list[list[int]] = [[] for _ in range(len(load))]
+    for c in comps:
+        k = int(np.argmin(load))
+        bundles[k].append(c)
+        load[k] += sum(len(r[3]) for r in by_comp[c])
+    payloads = []
+    for bundle in bundles:
+        if not bundle:
+            continue
+        regs = sorted((r for c in bundle for r in by_comp[c]), key=lambda r: r[0])
+        members = {m for r in regs for m in r[3]}
+        payloads.append((regs, {m: wkb_all[by_tile[m]] for m in members}, {m: int(epsg_all[by_tile[m]]) for m in members}))
+    results = []
+    if client is not None and len(payloads) > 1:
+        from distributed import as_completed
+
+        futs = [client.submit(_place_group, *pl, params, key=f"plan-place-{k}-{len(payloads)}", pure=False) for k, pl in enumerate(payloads)]
+        for fut in as_completed(futs):
+            results.append(fut.result())
+            fut.release()
+            if progress:
+                progress(1)
+    else:
+        for pl in payloads:
+            results.append(_place_group(*pl, params))
+            if progress:
+                progress(1)
     counts.update(candidates=0, outside=0, overlapping=0)
-    for priority, combo, members in regions:
-        epsg = int(tf["epsg"].iat[by_tile[members[0]]])
-        geoms = [tile_utm(m, epsg) for m in members]
-        region = geoms[0]
-        for g in geoms[1:]:
-            region = shapely.intersection(region, g)
-        centres = _candidate_centres(region, side, pixel)
-        if progress:
-            progress(1)
-        if not len(centres):
-            continue
-        counts["candidates"] += len(centres)
-        x0 = centres[:, 0] - side / 2
-        y0 = centres[:, 1] + side / 2
-        boxes = shapely.box(x0, y0 - side, x0 + side, y0)
-        inside = np.ones(len(boxes), dtype=bool)
-        for g in geoms:
-            inside &= shapely.contains(g, boxes)
-        counts["outside"] += int((~inside).sum())
-        if not inside.any():
-            continue
-        x0, y0 = x0[inside], y0[inside]
-        polys, lon, lat = _windows_wgs84(epsg, x0, y0, side)
-        for k in range(len(x0)):
-            if not acc.free(epsg, float(x0[k]), float(y0[k]), polys[k]):
-                counts["overlapping"] += 1
-                continue
-            acc.add(epsg, float(x0[k]), float(y0[k]), polys[k])
-            rec["crs"].append(epsg)
-            rec["x0"].append(float(x0[k]))
-            rec["y0"].append(float(y0[k]))
-            rec["lon"].append(float(lon[k]))
-            rec["lat"].append(float(lat[k]))
-            rec["priority"].append(priority)
-            rec["combination"].append(combo)
-            rec["members"].append(list(members))
-            rec["geometry"].append(polys[k])
-    n = len(rec["x0"])
+    for _, c in results:
+        for k, v in c.items():
+            counts[k] += v
+    cols = ("position", "crs", "x0", "y0", "lon", "lat", "priority", "combination", "members", "geometry")
+    rec = {k: [v for r, _ in results for v in r[k]] for k in cols}
+    # back to the global placement order: by region, then by position within the region
+    seq = np.concatenate([np.arange(len(r["position"])) for r, _ in results]) if results else np.zeros(0, np.int64)
+    pos = np.asarray(rec["position"], dtype=np.int64)
+    order = np.lexsort((seq, np.zeros(len(pos), np.int64) if not len(results) else np.repeat(np.arange(len(results)), [len(r["position"]) for r, _ in results]), pos))
+    n = len(pos)
+    geom = shapely.from_wkb(np.asarray(rec["geometry"], dtype=object)[order]) if n else np.zeros(0, dtype=object)
     out = gpd.GeoDataFrame(
         {
             "patch": np.arange(n, dtype=np.int64),
-            "crs": np.asarray(rec["crs"], dtype=np.int32),
-            "x0": np.asarray(rec["x0"], dtype=float),
-            "y0": np.asarray(rec["y0"], dtype=float),
-            "lon": np.asarray(rec["lon"], dtype=float),
-            "lat": np.asarray(rec["lat"], dtype=float),
-            "priority": np.asarray(rec["priority"], dtype=np.int16),
-            "combination": np.asarray(rec["combination"], dtype=np.int64),
-            "members": pd.Series(rec["members"], dtype=object),
+            "crs": np.asarray(rec["crs"], dtype=np.int32)[order] if n else np.zeros(0, np.int32),
+            "x0": np.asarray(rec["x0"], dtype=float)[order] if n else np.zeros(0),
+            "y0": np.asarray(rec["y0"], dtype=float)[order] if n else np.zeros(0),
+            "lon": np.asarray(rec["lon"], dtype=float)[order] if n else np.zeros(0),
+            "lat": np.asarray(rec["lat"], dtype=float)[order] if n else np.zeros(0),
+            "priority": np.asarray(rec["priority"], dtype=np.int16)[order] if n else np.zeros(0, np.int16),
+            "combination": np.asarray(rec["combination"], dtype=np.int64)[order] if n else np.zeros(0, np.int64),
+            "members": pd.Series([rec["members"][i] for i in order], dtype=object),
         },
-        geometry=gpd.GeoSeries(np.asarray(rec["geometry"], dtype=object), crs=4326).values,
+        geometry=gpd.GeoSeries(np.asarray(geom, dtype=object), crs=4326).values,
         crs=4326,
     )
     counts["placed"] = n
@@ -625,8 +717,9 @@ def plan_job(
         catalog_url: the tile catalog.
         storage_options: fsspec options (no secrets).
         params: placement and filter parameters.
-        cluster: a ``ClusterSpec`` for the pixel filters (default: a local cluster;
-            not started when there is nothing to filter).
+        cluster: a ``ClusterSpec`` for placement (per component of the footprints) and the
+            pixel filters; None places in this process and filters on a local cluster
+            (not started when there is nothing to filter).
         progress: show progress bars.
     """
     from spectralearth.catalog import read_item_dicts, read_tiles
@@ -648,9 +741,15 @@ def plan_job(
     report.stages["load"] = round(time.perf_counter() - t, 3)
 
     t = time.perf_counter()
-    bar = _bar(progress, "plan: place", (len(combos) if combos is not None else 0) + (len(tiles) if params.singles else 0))
+    bar = _bar(progress, "plan: place", 1)
+    if bar:
+        bar.total = None
     try:
-        patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar else None)
+        if cluster is not None and cluster.kind != "sync":  # placement per component, as dask tasks
+            with cluster_client(cluster) as client:
+                patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar else None, client=client)
+        else:
+            patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar else None)
     finally:
         if bar:
             bar.close()

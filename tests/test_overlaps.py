@@ -170,3 +170,66 @@ def test_job_outputs(storage_root, tmp_path):
     assert report.degree_max == comps["degree"].max()
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _cut_at_antimeridian(geom):
+    """Split a WGS84 polygon whose longitudes wrap at ±180° into a MultiPolygon (as the antimeridian package does)."""
+    from shapely.geometry import MultiPolygon, box
+
+    un = shapely.transform(geom, lambda xy: np.column_stack([np.where(xy[:, 0] < 0, xy[:, 0] + 360.0, xy[:, 0]), xy[:, 1]]))
+    west = un.intersection(box(0.0, -90.0, 180.0, 90.0))
+    east = shapely.transform(un.intersection(box(180.0, -90.0, 360.0, 90.0)), lambda xy: xy - np.array([360.0, 0.0]))
+    return MultiPolygon([west, east])
+
+
+def test_footprints_cut_at_the_antimeridian(tmp_path):
+    """Two tiles over Fiji, each cut into a MultiPolygon at 180°: one edge, measured whole; windows span the cut."""
+    import pyproj
+
+    from spectralearth.pipelines.combinations import combinations
+    from spectralearth.pipelines.plan import PlanParams, place_patches, select_views
+
+    epsg = 32760  # UTM 60 South: 180° is at x ≈ 819 km here
+    inv = pyproj.Transformer.from_crs(epsg, 4326, always_xy=True)
+    boxes = [shapely.box(790_005.0, 8_100_015.0, 850_005.0, 8_160_015.0), shapely.box(810_015.0, 8_100_015.0, 870_015.0, 8_160_015.0)]  # pixel corners at 15 mod 30
+    geoms = []
+    for b in boxes:
+        wgs = shapely.transform(shapely.segmentize(b, 960.0), lambda xy: np.column_stack(inv.transform(xy[:, 0], xy[:, 1])))
+        geoms.append(_cut_at_antimeridian(wgs))
+    assert all(g.geom_type == "MultiPolygon" and g.is_valid for g in geoms)
+    tiles = gpd.GeoDataFrame(
+        {
+            "id": ["A", "B"],
+            "enmap:datatake_id": [1, 2],
+            "enmap:tile_id": [1, 1],
+            "proj:code": [f"EPSG:{epsg}"] * 2,
+            "proj:transform": [[30.0, 0.0, b.bounds[0], 0.0, -30.0, b.bounds[3]] for b in boxes],
+            "proj:shape": [[2000, 2000]] * 2,
+            "datetime": pd.to_datetime(["2023-05-01", "2023-06-01"], utc=True),
+        },
+        geometry=geoms,
+        crs=4326,
+    )
+    edges = overlap_edges(tiles)
+    assert list(zip(edges["a"], edges["b"])) == [(0, 1)]
+    # measured in the zone of its centroid, east of 180° (zone 1), not at the mean of ±180° (zone 31)
+    assert int(edges["utm_epsg"].iat[0]) == 32701
+    np.testing.assert_allclose(edges["area_m2"].iat[0], 39_990.0 * 60_000.0, rtol=2e-3)
+    naive = naive_edges(tiles)
+    np.testing.assert_allclose(naive["area_m2"].to_numpy(), edges["area_m2"].to_numpy(), rtol=1e-9)
+
+    combos = combinations(tiles, edges)
+    assert [list(m) for m in combos["members"]] == [[0, 1]]
+    np.testing.assert_allclose(combos["area_m2"].iat[0], 39_990.0 * 60_000.0, rtol=2e-3)
+
+    patches, _ = place_patches(tiles, combos, PlanParams())
+    side = 128 * 30.0
+    pair = patches[patches["priority"] == 2]
+    assert len(pair) >= 9 * 14  # the whole 40 x 60 km intersection is used, across the cut
+    seam_x = pyproj.Transformer.from_crs(4326, epsg, always_xy=True).transform(180.0, -17.0)[0]
+    assert ((pair["x0"] < seam_x) & (pair["x0"] + side > seam_x)).any()
+    inner = shapely.intersection(*boxes)
+    for p in pair.itertuples():
+        assert inner.contains(shapely.box(p.x0, p.y0 - side, p.x0 + side, p.y0))
+    views = select_views(patches, tiles, PlanParams())
+    assert (views.groupby("patch").size().reindex(pair["patch"]) == 2).all()

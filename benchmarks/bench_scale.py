@@ -1,0 +1,266 @@
+"""Benchmark: the real planning path at archive scale, and a pixel build of a medium archive.
+
+Real path = what a user runs: ``synth --footprints-only`` → ``index`` (the catalog's
+~130-vertex footprints) → ``overlaps`` → ``combinations`` → ``plan``, each stage as
+its job function on a local dask cluster (2 workers). For each stage: wall time, CPU
+seconds of the whole process tree (this process + workers; the machine is shared, so
+CPU is the steadier figure) and the peak RSS of the tree.
+
+Sizes:
+
+* ``base``: the SpectralEarth input, 11,636 tiles, synthesised and indexed.
+* growth ×4 and ×20, two ways, made from the indexed base catalog (synthesising and
+  indexing 233k products takes hours here; the footprints stay the ones ``index``
+  wrote):
+  - ``area``: copies of the archive moved by whole UTM zones (k·6° in longitude, the
+    grid coordinates unchanged), i.e. more area at about the same density (copies that
+    land on other land do add some overlap; the work figures beside the times say how much);
+  - ``revisits``: copies of every tile on later dates (new datatakes), moved by a few
+    whole pixels, i.e. the same area revisited 4× / 20× as often.
+* ``pixels``: a pixel archive of ``--pixel-tiles`` tiles of ``--pixel-size`` px built end
+  to end (``build``), which must reach ``--min-views`` views.
+
+Any stage error fails the run (exit 1) after the JSON with what was measured is
+written. Writes ``benchmarks/results/scale.json``.
+
+Run: ``python benchmarks/bench_scale.py [--workdir DIR] [--only base,area4,revisits4,area20,revisits20,pixels]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import PeakRSS, write_result  # noqa: E402
+
+CASES = ("base", "area4", "revisits4", "area20", "revisits20", "pixels")
+
+
+def tree_cpu_s() -> float:
+    """CPU seconds (user + system) of this process and its live descendants, plus reaped children."""
+    me = psutil.Process()
+    total = 0.0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + (t.children_user + t.children_system if p is me else 0.0)
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(name: str, fn, out: dict) -> object:
+    """Run one stage; record wall, CPU (process tree) and peak RSS; re-raise after recording an error."""
+    c0, t0 = tree_cpu_s(), time.perf_counter()
+    rec = out.setdefault(name, {})
+    try:
+        with PeakRSS() as rss:
+            res = fn()
+    except Exception as exc:
+        rec.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
+        raise
+    finally:
+        rec.update(wall_s=round(time.perf_counter() - t0, 2), cpu_s=round(tree_cpu_s() - c0, 2))
+    rec.update(peak_rss_gb=round(rss.peak_total / 1e9, 3), peak_rss_single_gb=round(rss.peak_single / 1e9, 3))
+    print(f"  {name}: {rec['wall_s']} s wall, {rec['cpu_s']} s CPU, {rec['peak_rss_gb']} GB", flush=True)
+    return res
+
+
+# --------------------------------------------------------------------------- growing a catalog
+
+
+def grown_catalog(base_catalog: str, out_catalog: str, factor: int, how: str, seed: int = 0) -> int:
+    """Write a catalog of ``factor`` × the base tiles (``how``: "area" or "revisits"); returns its size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import shapely
+
+    from spectralearth.pipelines.overlaps import project
+
+    table = pq.read_table(f"{base_catalog}/tiles.parquet")
+    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    epsg = np.array([int(str(c).split(":")[-1]) for c in table.column("proj:code").to_pylist()], dtype=np.int64)
+    utm = project(geoms, epsg)
+    rng = np.random.default_rng(seed)
+    parts = [table]
+    dt_col = table.column("enmap:datatake_id").to_numpy()
+    for c in range(1, factor):
+        if how == "area":  # move by whole zones: same grid coordinates in zone z + shift
+            shift = (c * 60) // factor or c
+            zone = (epsg % 100 - 1 + shift) % 60 + 1
+            new_epsg = epsg - epsg % 100 + zone
+            xy_utm = utm
+            days = 0
+        else:  # revisits: same place, later date, moved by a few whole pixels per datatake
+            new_epsg = epsg
+            uniq, inv = np.unique(dt_col, return_inverse=True)
+            d = rng.integers(-40, 41, size=(len(uniq), 2)) * 30.0
+            dxy = d[inv]
+            xy_utm = np.array([shapely.transform(g, lambda xy, o=o: xy + o) for g, o in zip(utm, dxy)], dtype=object)
+            days = 17 * c
+        back = np.empty(len(geoms), dtype=object)
+        for code in np.unique(new_epsg):
+            sel = new_epsg == code
+            import pyproj
+
+            tr = pyproj.Transformer.from_crs(int(code), 4326, always_xy=True)
+            back[sel] = shapely.transform(xy_utm[sel], lambda xy, tr=tr: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+        t = table
+        cols = {name: i for i, name in enumerate(t.column_names)}
+        t = t.set_column(cols["geometry"], "geometry", pa.array(shapely.to_wkb(back), type=t.schema.field("geometry").type))
+        t = t.set_column(cols["id"], "id", pa.array([f"{i}-G{how[0]}{c:02d}" for i in table.column("id").to_pylist()]))
+        t = t.set_column(cols["enmap:datatake_id"], "enmap:datatake_id",
+                         pa.array(dt_col + 10_000_000 * c, type=t.schema.field("enmap:datatake_id").type))
+        t = t.set_column(cols["proj:code"], "proj:code", pa.array([f"EPSG:{e}" for e in new_epsg]))
+        if how != "area":
+            tf = np.array(table.column("proj:transform").to_pylist(), dtype=float)
+            tf[:, 2] += dxy[:, 0]
+            tf[:, 5] += dxy[:, 1]
+            t = t.set_column(cols["proj:transform"], "proj:transform", pa.array(tf.tolist(), type=t.schema.field("proj:transform").type))
+            dtm = t.column("datetime").to_numpy() + np.timedelta64(days, "D")
+            t = t.set_column(cols["datetime"], "datetime", pa.array(dtm, type=t.schema.field("datetime").type))
+        if "bbox" in cols:
+            b = shapely.bounds(back)
+            t = t.set_column(cols["bbox"], "bbox", pa.StructArray.from_arrays(
+                [pa.array(b[:, k]) for k in range(4)], names=[f.name for f in t.schema.field("bbox").type]))
+        parts.append(t.cast(table.schema))
+    Path(out_catalog).mkdir(parents=True, exist_ok=True)
+    grown = pa.concat_tables(parts)
+    meta = table.schema.metadata
+    pq.write_table(grown.replace_schema_metadata(meta), f"{out_catalog}/tiles.parquet")
+    for f in Path(base_catalog).iterdir():
+        if f.is_file() and f.name not in ("tiles.parquet",) and f.suffix == ".json":
+            (Path(out_catalog) / f.name).write_bytes(f.read_bytes())
+    return grown.num_rows
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+def work_figures(catalog: str) -> dict:
+    """What the graph and the search had to do (to explain time growth)."""
+    import pandas as pd
+
+    from spectralearth.pipelines.overlaps import COMPONENTS_NAME, EDGES_NAME
+
+    e = pd.read_parquet(f"{catalog}/{EDGES_NAME}", columns=["a", "b", "same_datatake"])
+    comp = pd.read_parquet(f"{catalog}/{COMPONENTS_NAME}", columns=["component", "degree"])
+    e = e[~e["same_datatake"]]
+    n = len(comp)
+    d = (np.bincount(e["a"], minlength=n) + np.bincount(e["b"], minlength=n)).astype(float)
+    return {"tiles": n, "edges": int(len(e)), "edges_per_tile": round(len(e) / max(1, n), 3),
+            "sum_d_min_d_16": float((d * np.minimum(d, 16)).sum()), "largest_component": int(comp["component"].value_counts().max())}
+
+
+def plan_real_path(catalog: str, out: dict, workers: int) -> None:
+    from spectralearth.pipelines.combinations import combinations_job
+    from spectralearth.pipelines.overlaps import overlaps_job
+    from spectralearth.pipelines.plan import PlanParams, plan_job
+    from spectralearth.platform.cluster import ClusterSpec
+
+    cluster = ClusterSpec(kind="local", n_workers=workers)
+    c0, t0 = tree_cpu_s(), time.perf_counter()
+    with PeakRSS() as rss:
+        ov = measure("overlaps", lambda: overlaps_job(catalog, cluster=cluster), out)
+        co = measure("combinations", lambda: combinations_job(catalog, cluster=cluster), out)
+        pl = measure("plan", lambda: plan_job(catalog, params=PlanParams(), cluster=cluster), out)
+    out["planning"] = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(tree_cpu_s() - c0, 2),
+                       "peak_rss_gb": round(rss.peak_total / 1e9, 3)}
+    out["counts"] = {"edges": ov.n_edges, "components": ov.n_components, "combinations": co.n_combinations,
+                     "patches": pl.patches, "views": pl.views, "multi_date_patches": pl.multi_date_patches}
+    out["work"] = work_figures(catalog)
+    print(f"  planning: {out['planning']}", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiles", type=int, default=11_636)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workdir", default=None, help="keep archives and catalogs here (re-used when present)")
+    ap.add_argument("--only", default=",".join(CASES), help=f"comma-separated cases of {CASES}")
+    ap.add_argument("--pixel-tiles", type=int, default=24)
+    ap.add_argument("--pixel-size", type=int, default=768)
+    ap.add_argument("--pixel-seed", type=int, default=8)
+    ap.add_argument("--min-views", type=int, default=300)
+    args = ap.parse_args()
+    cases = [c for c in args.only.split(",") if c]
+    bad = set(cases) - set(CASES)
+    if bad:
+        ap.error(f"unknown cases {sorted(bad)}; choose from {CASES}")
+
+    from spectralearth.catalog import index_archive
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.platform.cluster import ClusterSpec
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results_path = Path(__file__).resolve().parent / "results" / "scale.json"
+    result = json.loads(results_path.read_text()).get("cases", {}) if results_path.exists() else {}
+    failed = []
+    base_archive, base_catalog = work / "base" / "archive", work / "base" / "catalog"
+    for case in cases:
+        print(f"[{case}]", flush=True)
+        out = result[case] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            if case == "pixels":
+                from spectralearth.pipelines.build import build
+
+                arch = work / "pixels" / "archive"
+                if not (work / "pixels" / "archive.done").exists():
+                    measure("synth", lambda: synthesize_archive(str(arch), SynthConfig(tiles=args.pixel_tiles, tile_size=args.pixel_size, seed=args.pixel_seed)), out)
+                    (work / "pixels" / "archive.done").write_text("ok")
+                rep = measure("build", lambda: build(str(arch), str(work / "pixels" / "out"), cluster=ClusterSpec(kind="local", n_workers=args.workers), overwrite=True), out)
+                ex = rep.stages["extract"]
+                out["views"] = ex["views"] if isinstance(ex, dict) else ex.views
+                out["stages"] = json.loads(json.dumps(rep.stages, default=lambda o: getattr(o, "__dict__", str(o))))
+                if out["views"] < args.min_views:
+                    raise RuntimeError(f"the pixel build made {out['views']} views, fewer than --min-views {args.min_views}")
+                continue
+            if not (work / "base" / "index.done").exists():
+                if not (work / "base" / "archive.done").exists():
+                    measure("synth", lambda: synthesize_archive(str(base_archive), SynthConfig(tiles=args.tiles, footprints_only=True, seed=args.seed)), out)
+                    (work / "base" / "archive.done").write_text("ok")
+                measure("index", lambda: index_archive(str(base_archive), catalog_url=str(base_catalog), cluster=ClusterSpec(kind="local", n_workers=args.workers)), out)
+                (work / "base" / "index.done").write_text("ok")
+            if case == "base":
+                catalog = base_catalog
+            else:
+                how, factor = case.rstrip("0123456789"), int(case.lstrip("arevisit"))
+                catalog = work / case / "catalog"
+                out["tiles"] = measure("grow_catalog", lambda: grown_catalog(str(base_catalog), str(catalog), factor, how), out)
+            plan_real_path(str(catalog), out, args.workers)
+        except Exception as exc:  # recorded, then the run fails loudly at the end
+            failed.append(case)
+            out.setdefault("error", f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        finally:
+            write_result("scale", {"workdir": str(work), "cases": result})
+    base = result.get("base", {}).get("planning")
+    for case in ("area4", "revisits4", "area20", "revisits20"):
+        p = result.get(case, {}).get("planning")
+        if base and p:
+            result[case]["ratio_to_base"] = {k: round(p[k] / base[k], 3) for k in ("wall_s", "cpu_s")}
+            bw, cw = result["base"].get("work"), result[case].get("work")
+            if bw and cw:
+                result[case]["work_ratio_to_base"] = {k: round(cw[k] / max(1e-9, bw[k]), 3) for k in ("tiles", "edges", "sum_d_min_d_16")}
+    path = write_result("scale", {"workdir": str(work), "cases": result})
+    print(f"wrote {path}")
+    if failed:
+        print(f"FAILED: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

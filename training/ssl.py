@@ -154,9 +154,11 @@ class MoCo(_Objective):
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:
         keys = gather(keys)
-        n, size = keys.shape[0], self.queue.shape[0]
+        size = self.queue.shape[0]
+        keys = keys[-size:]  # more keys than the queue holds: the newest fill it
+        n = keys.shape[0]
         idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
-        self.queue[idx] = keys[-size:] if n > size else keys
+        self.queue[idx] = keys
         self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
     def after_step(self, step: int, total: int) -> None:
@@ -258,6 +260,8 @@ class MAE(_Objective):
         super().__init__(backbone, crop)
         self.mask_ratio = float(mask_ratio)
         p = backbone.patch_size
+        if crop % p:
+            raise ValueError(f"MAE crop {crop} is not a multiple of the {p} px token patch")
         grid = crop // p
         self.decoder_embed = nn.Linear(backbone.embed_dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))

@@ -20,7 +20,7 @@ metrics.jsonl (step, loss, lr, samples_per_s, data_wait_fraction) and encoder/
 
 Examples:
   spectralearth train s3://bucket/cube --ssl moco --backbone vit_s --steps 20000 --out runs/moco
-  torchrun --nproc-per-node 8 -m spectralearth.platform.cli train s3://bucket/cube \\
+  torchrun --nproc-per-node 8 $(command -v spectralearth) train s3://bucket/cube \\
       --ssl mae --backbone vit_b --batch-size 64 --out runs/mae
   spectralearth train cube --ssl dino --backbone resnet50 --steps 50 --batch-size 8 \\
       --backbone-args '{"depths": [1, 1, 1, 1]}' --ssl-args '{"out_dim": 1024}' --out runs/tiny
@@ -43,13 +43,6 @@ def _json_object(flag: str):
     return parse
 
 
-def _positive(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 # kept here (a test checks them against the registries) so that `--help` needs no torch import
 OBJECTIVE_NAMES = ("moco", "dino", "mae")
 BACKBONE_NAMES = ("adapter", "resnet50", "vit_s", "vit_b", "vit_l")
@@ -62,12 +55,12 @@ def register(sub) -> None:
     p.add_argument("--ssl", choices=OBJECTIVE_NAMES, required=True, help="objective")
     p.add_argument("--backbone", choices=BACKBONE_NAMES, required=True, help="backbone (mae: a ViT)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoint, metrics, encoder)")
-    p.add_argument("--steps", type=_positive, default=1000, help="optimiser steps in total")
-    p.add_argument("--batch-size", type=_positive, default=64, help="samples per rank and step")
+    p.add_argument("--steps", type=_common._positive_int, default=1000, help="optimiser steps in total")
+    p.add_argument("--batch-size", type=_common._positive_int, default=64, help="samples per rank and step")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per objective, x batch/256)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default: 5%% of --steps)")
-    p.add_argument("--crop", type=_positive, default=None, help="side of the augmented views (default: patch side)")
+    p.add_argument("--crop", type=_common._positive_int, default=None, help="side of the augmented views (default: patch side)")
     p.add_argument("--bands", metavar="JSON", type=json.loads, default=None, help="stored-band indices, e.g. [0, 5, 9]")
     p.add_argument("--backbone-args", metavar="JSON", type=_json_object("--backbone-args"), default={},
                    help="backbone size overrides, e.g. '{\"depth\": 6}'")
@@ -76,8 +69,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=4, help="DataLoader worker processes per rank (0: main process)")
     p.add_argument("--io-threads", type=int, default=8, help="concurrent chunk requests per iterating process")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample order, augmentations and initial weights")
-    p.add_argument("--log-every", type=_positive, default=1, help="write metrics every N steps")
-    p.add_argument("--checkpoint-every", type=_positive, default=100, help="checkpoint every N steps")
+    p.add_argument("--log-every", type=_common._positive_int, default=1, help="write metrics every N steps")
+    p.add_argument("--checkpoint-every", type=_common._positive_int, default=100, help="checkpoint every N steps")
     p.add_argument("--trace-samples", action="store_true",
                    help="write OUT/samples.rankR.jsonl: the order positions and views of every step")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")

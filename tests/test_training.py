@@ -83,10 +83,36 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _start(args: list[str], **kw) -> subprocess.Popen:
+    return subprocess.Popen(_cli() + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            cwd=REPO, **kw)
+
+
+def _finish(proc: subprocess.Popen, *, timeout: float = 600) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err
+
+
+@pytest.fixture(scope="module")
+def loss_runs(s3_cube, tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """The three tiny runs, started together (each is single-threaded; two cores share them)."""
+    root = tmp_path_factory.mktemp("loss-runs")
+    procs = {ssl: _start(_args(s3_cube, ssl, root / ssl, steps=LOSS_STEPS)) for ssl in TINY}
+    runs = {}
+    for ssl, proc in procs.items():
+        rc, out, err = _finish(proc)
+        assert rc == 0, f"{ssl}: {out[-3000:]}{err[-3000:]}"
+        runs[ssl] = (root / ssl, out + err)
+    return runs
+
+
 @pytest.mark.parametrize("ssl", ["moco", "dino", "mae"])
-def test_tiny_run_loss_falls_and_encoder_exports(s3_cube, s3_server, tmp_path, ssl, test_secret):
-    out = tmp_path / ssl
-    proc = _train(_args(s3_cube, ssl, out, steps=LOSS_STEPS))
+def test_tiny_run_loss_falls_and_encoder_exports(loss_runs, s3_cube, ssl, test_secret):
+    out, output = loss_runs[ssl]
     metrics = _jsonl(out / "metrics.jsonl")
     assert [m["step"] for m in metrics] == list(range(1, LOSS_STEPS + 1))
     for m in metrics:
@@ -101,7 +127,7 @@ def test_tiny_run_loss_falls_and_encoder_exports(s3_cube, s3_server, tmp_path, s
     encoder = load_encoder(out / "encoder")
     config = json.loads((out / "encoder" / "encoder.json").read_text())
     assert config["ssl"] == ssl and len(config["bands"]) == 202 and len(config["band_mean"]) == 202
-    assert test_secret not in (out / "encoder" / "encoder.json").read_text() + proc.stdout + proc.stderr
+    assert test_secret not in (out / "encoder" / "encoder.json").read_text() + output
     backbone, bargs, sargs, _ = TINY[ssl]
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] == LOSS_STEPS
@@ -119,16 +145,13 @@ def test_kill_and_resume_continues_the_same_sample_sequence(s3_cube, tmp_path):
     steps, every = 14, 4  # 12 batches per epoch: the run crosses into a second epoch
     extra = ("--trace-samples", "--checkpoint-every", str(every))
     ref = tmp_path / "reference"
-    _train(_args(s3_cube, "mae", ref, steps=steps, workers=1, extra=extra))
-    reference = _jsonl(ref / "samples.rank0.jsonl")
-    assert [r["step"] for r in reference] == list(range(1, steps + 1))
-    assert len({r["epoch"] for r in reference}) >= 2  # the run crosses an epoch boundary
+    reference_proc = _start(_args(s3_cube, "mae", ref, steps=steps, workers=1, extra=extra))
 
     run = tmp_path / "killed"
     args = _args(s3_cube, "mae", run, steps=steps, workers=1, extra=extra)
-    proc = subprocess.Popen(_cli() + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(), cwd=REPO)
+    proc = _start(args)
     trace = run / "samples.rank0.jsonl"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 400
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if trace.exists() and len(_jsonl(trace)) >= every + 2:  # step `every` is checkpointed
@@ -145,6 +168,11 @@ def test_kill_and_resume_continues_the_same_sample_sequence(s3_cube, tmp_path):
     assert not (run / "encoder").exists()
 
     _train(args)
+    rc, out, err = _finish(reference_proc)
+    assert rc == 0, out[-3000:] + err[-3000:]
+    reference = _jsonl(ref / "samples.rank0.jsonl")
+    assert [r["step"] for r in reference] == list(range(1, steps + 1))
+    assert len({r["epoch"] for r in reference}) >= 2  # the run crosses an epoch boundary
     resumed = _jsonl(trace)
     assert [r["step"] for r in resumed] == list(range(1, steps + 1))
     assert [(r["epoch"], r["position"], r["view"]) for r in resumed] == \
@@ -154,6 +182,12 @@ def test_kill_and_resume_continues_the_same_sample_sequence(s3_cube, tmp_path):
     run_loss = [m["loss"] for m in _jsonl(run / "metrics.jsonl")]
     assert [m["step"] for m in _jsonl(run / "metrics.jsonl")] == list(range(1, steps + 1))
     np.testing.assert_allclose(run_loss, ref_loss, rtol=1e-4)
+
+    # a run with other settings refuses the checkpoint, naming the difference
+    other = list(args)
+    other[other.index("--batch-size") + 1] = "4"
+    rc, out, _ = _finish(_start(other), timeout=300)
+    assert rc == 1 and "batch_size=8" in out and "batch_size=4" in out, out
 
 
 def test_two_rank_gloo_ddp_ranks_see_disjoint_samples(s3_cube, tmp_path):
@@ -185,23 +219,15 @@ def test_two_rank_gloo_ddp_ranks_see_disjoint_samples(s3_cube, tmp_path):
 
 
 def test_bad_settings_fail_with_a_clear_error(s3_cube, tmp_path):
-    proc = subprocess.run(_cli() + ["train", s3_cube, "--ssl", "mae", "--backbone", "resnet50", "--steps", "2",
-                                    "--out", str(tmp_path / "x"), "--batch-size", "4", "--crop", "16"],
-                          capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
-    assert proc.returncode == 1 and "MAE needs a ViT backbone" in proc.stdout, proc.stdout + proc.stderr
-    proc = subprocess.run(_cli() + ["train", s3_cube, "--ssl", "moco", "--backbone", "adapter", "--steps", "2",
-                                    "--out", str(tmp_path / "y"), "--batch-size", "4096"],
-                          capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
-    assert proc.returncode == 1 and "fewer than one batch of 4096" in proc.stdout, proc.stdout + proc.stderr
-
-
-def test_resume_refuses_a_different_run(s3_cube, tmp_path):
-    out = tmp_path / "run"
-    _train(_args(s3_cube, "mae", out, steps=2))
-    args = _args(s3_cube, "mae", out, steps=4)
-    args[args.index("--batch-size") + 1] = "4"
-    proc = subprocess.run(_cli() + args, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
-    assert proc.returncode == 1 and "batch_size=8" in proc.stdout and "batch_size=4" in proc.stdout, proc.stdout
+    cases = {
+        "MAE needs a ViT backbone": ["--ssl", "mae", "--backbone", "resnet50", "--batch-size", "4", "--crop", "16"],
+        "fewer than one batch of 4096": ["--ssl", "moco", "--backbone", "adapter", "--batch-size", "4096"],
+    }
+    procs = {msg: _start(["train", s3_cube, "--steps", "2", "--out", str(tmp_path / str(i)), *extra])
+             for i, (msg, extra) in enumerate(cases.items())}
+    for msg, proc in procs.items():
+        rc, out, err = _finish(proc, timeout=300)
+        assert rc == 1 and msg in out, out + err
 
 
 def test_cli_choices_match_the_registries():

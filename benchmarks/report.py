@@ -75,6 +75,12 @@ ABOUT = {
         "python benchmarks/bench_tls_get.py",
         "obstore's own GET against a presigned GET received by http.client into a reused buffer: CPU per GB, GB/s.",
     ),
+    "train_gpu": (
+        "Training throughput on a GPU",
+        "python benchmarks/bench_train_gpu.py",
+        "ViT-S with MoCo and with MAE at batch 64, bfloat16, streaming a 128 px, 202-band cube from a SeaweedFS S3 "
+        "server on the GPU machine: samples/s and the share of step time spent waiting for data (median, p10/p90).",
+    ),
 }
 
 

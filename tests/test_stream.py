@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from spectralearth.platform.cube import open_cube, view_chunk_key
+from spectralearth.platform.cube import locate_version, open_index
+from spectralearth.platform.cube import open_cube as _open_cube
 from spectralearth.platform.normalize import BandNormalize
 from spectralearth.platform.reader import ChunkCorruptError, ChunkMissingError
 from spectralearth.platform.samplecube import SampleCube, write_sample_cube
@@ -19,6 +20,25 @@ from spectralearth.platform.stream import PatchStream
 # small patches keep cube writing fast; the stream does not care about the patch size
 CUBE = SampleCube(n_patches=23, patch_px=32, multi_date_fraction=0.5, max_views=4, seed=11)
 BATCH = 3
+
+
+class _CubeArrays:
+    """A version's arrays as stored: index arrays through zarr, reflectance as int16."""
+
+    def __init__(self, url, storage_options=None):
+        self.index = open_index(url, storage_options=storage_options)
+        self.reflectance = _open_cube(url, storage_options=storage_options, decode=False)["reflectance"].data
+
+    def __getitem__(self, name):
+        return self.reflectance if name == "reflectance" else self.index[name]
+
+
+def open_cube(url, storage_options=None):
+    return _CubeArrays(url, storage_options)
+
+
+def view_chunk_key(view, url, options=None):
+    return locate_version(url, storage_options=options).chunk_key(view)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +194,7 @@ def test_batches_the_consumer_holds_are_never_overwritten(local_cube):
 
 def _break_chunk(url, options, view, data: bytes | None) -> str:
     fs, root = filesystem(url, options)
-    key = view_chunk_key(view)
+    key = view_chunk_key(view, url, options)
     path = join(root, key)
     if data is None:
         fs.rm(path)
@@ -190,7 +210,7 @@ def test_missing_and_corrupt_chunks_raise_naming_patch_view_key(storage_root):
     group = open_cube(url, storage_options=opts)
     patch_of = group["view_patch"][:]
     fs, root = filesystem(url, opts)
-    good = fs.cat_file(join(root, view_chunk_key(1)))
+    good = fs.cat_file(join(root, view_chunk_key(1, url, opts)))
 
     key = _break_chunk(url, opts, 2, None)
     with pytest.raises(ChunkMissingError) as err:

@@ -45,6 +45,13 @@ ABOUT = {
         "python benchmarks/bench_gateway.py --cube-on local",
         "The same, with the cube on local disk so that only the workers compete for the 2 cores.",
     ),
+    "cube": (
+        "Cube engine: reads per engine, writes, a grown archive",
+        "python benchmarks/bench_cube.py",
+        "Every view of one cube read through PatchStream and zarr (plain Zarr v3 versions) and through Icechunk, local and "
+        "SeaweedFS S3, as samples per CPU-second against the in-memory decode floor; write and commit cost per engine; "
+        "a build after the newest 25 % of products arrive against a full build of the grown archive (bytes, views, time).",
+    ),
 }
 
 

@@ -173,7 +173,10 @@ def test_build_cli_writes_report(tmp_path, local_archive):
     assert rep["stages"]["extract"]["views"] == on_disk["stages"]["extract"]["views"] > 0
     assert (out / "cube.zarr" / "versions" / "00000001.json").exists()
     again = subprocess.run(
-        [CLI, "-q", "build", local_archive, "--out", str(out), "--cluster", "sync"],
+        [CLI, "-q", "build", local_archive, "--out", str(out),
+         "--cluster", "sync", "--max-cloud", "0.6", "--max-cloud-shadow", "0.6", "--max-snow", "1.0"],
         capture_output=True, text=True, env=env, timeout=300,
     )
-    assert again.returncode == 0 and "up to date, nothing committed" in again.stdout, again.stderr[-2000:]
+    assert again.returncode == 0 and "up to date, nothing committed" in again.stdout, again.stdout[-2000:]
+    listed = subprocess.run([CLI, "versions", str(out / "cube.zarr")], capture_output=True, text=True, env=env, timeout=120)
+    assert listed.returncode == 0 and listed.stdout.count("\nv") + listed.stdout.startswith("v") == 1, listed.stdout

@@ -143,6 +143,7 @@ def open_cube(cube_url: str, version: str | int | None = None, *, storage_option
     """
     import dask.array as da
     import xarray as xr
+    from dask.base import tokenize
 
     loc = locate_version(cube_url, version, storage_options=storage_options)
     ds = xr.open_zarr(open_store(loc.index_url, storage_options=storage_options, read_only=True), consolidated=False,
@@ -153,7 +154,8 @@ def open_cube(cube_url: str, version: str | int | None = None, *, storage_option
     dtype = np.float32 if decode else np.int16
     data = da.map_blocks(_reader(loc, storage_options, decode=decode, shape=shape), dtype=dtype,
                          chunks=((1,) * loc.n_views, (n_bands,), (px,), (px,)),
-                         meta=np.empty((0, 0, 0, 0), dtype), name=f"reflectance-{loc.version.build}-{int(decode)}")
+                         meta=np.empty((0, 0, 0, 0), dtype),
+                         name="reflectance-" + tokenize(storage.redact(cube_url), loc.version.id, loc.version.build, decode))
     attrs = {"long_name": "surface reflectance", "units": "1" if decode else "1e-4"}
     encoding = {"dtype": np.dtype("int16"), "scale_factor": SCALE_FACTOR, "_FillValue": np.int16(NODATA)}
     refl = xr.DataArray(data, dims=("view", "band", "y", "x"), attrs=attrs)

@@ -95,21 +95,38 @@ def latest_or_none(cube_url: str, storage_options=None) -> Version | None:
 
 def write_index(url: str, arrays: Mapping[str, np.ndarray], *, attrs: Mapping[str, Any],
                 storage_options: Mapping[str, Any] | None = None) -> None:
-    """Write a version's index group (``view_*``, ``patch_*``, band arrays) at ``url`` (replacing one there)."""
+    """Write a version's index group (``view_*``, ``patch_*``, band arrays) at ``url``.
+
+    Never deletes: an index already there (a rerun of the same build, or a concurrent run
+    of the same plan, whose version may already be committed and read) is overwritten in
+    place, object by object, with the same bytes.
+    """
     import zarr
 
-    group = zarr.create_group(open_store(url, storage_options=storage_options), overwrite=True,
-                              attributes={"spectralearth:format_version": FORMAT_VERSION, **storage.redact(dict(attrs))})
+    store = open_store(url, storage_options=storage_options)
+    group_attrs = {"spectralearth:format_version": FORMAT_VERSION, **storage.redact(dict(attrs))}
+    try:
+        group = zarr.open_group(store, mode="r+")
+        group.attrs.update(group_attrs)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        group = zarr.create_group(store, attributes=group_attrs)
     for name, values in arrays.items():
         values = np.asarray(values)
         if name == "view_time" and np.issubdtype(values.dtype, np.datetime64):
             values = values.astype("datetime64[us]").astype(np.int64)
-        dim = "band" if name in ("band", "wavelength", "fwhm", "band_mean", "band_std") else name.split("_", 1)[0]
-        chunk = max(1, min(VIEW_INDEX_CHUNK, values.shape[0]))
-        arr = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(chunk,),
-                                 dimension_names=[_DIMS[dim]], attributes=_INDEX_ATTRS.get(name, {}),
-                                 compressors=[zarr.codecs.ZstdCodec(level=3), zarr.codecs.Crc32cCodec()],
-                                 fill_value=0)
+        arr = None
+        if name in group:
+            arr = group[name]
+            if tuple(arr.shape) != values.shape or arr.dtype != values.dtype:
+                raise ValueError(f"{storage.redact(url)}: index array {name} exists as {arr.dtype}{tuple(arr.shape)}, "
+                                 f"this build has {values.dtype}{values.shape}")
+        else:
+            dim = "band" if name in ("band", "wavelength", "fwhm", "band_mean", "band_std") else name.split("_", 1)[0]
+            chunk = max(1, min(VIEW_INDEX_CHUNK, values.shape[0]))
+            arr = group.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(chunk,),
+                                     dimension_names=[_DIMS[dim]], attributes=_INDEX_ATTRS.get(name, {}),
+                                     compressors=[zarr.codecs.ZstdCodec(level=3), zarr.codecs.Crc32cCodec()],
+                                     fill_value=0)
         if values.size:
             arr[...] = values
 

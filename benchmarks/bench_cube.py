@@ -73,9 +73,12 @@ def decode_floor(raws: list[bytes], shape) -> dict:
 def read_stream(url: str, threads: int) -> dict:
     from spectralearth.platform.stream import PatchStream
 
+    stream = PatchStream(url, every_view=True, shuffle=False, io_threads=threads, batch_size=8)
+    stream.index  # the index is read once per stream, like the array opened once for the others
+
     def run():
         n = 0
-        for s in PatchStream(url, every_view=True, shuffle=False, io_threads=threads, batch_size=8):
+        for s in stream:
             n += int(s["patch"].numel())
         return n
 

@@ -140,10 +140,11 @@ def test_two_builders_one_commits_the_other_names_the_conflict(planned_catalog, 
     assert after.committed and after.version == "v2" and after.parent == "v1"
 
 
-def test_polling_reader_never_sees_a_partial_version(planned_catalog, tmp_path):
-    cube = str(tmp_path / "cube.zarr")
-    v1 = extract_cube(planned_catalog, cube, params=ExtractParams(bands=(1, 2, 3, 50, 224)), cluster=SYNC)
-    expected = {"v1": _pixels(cube, "v1")}
+def test_polling_reader_never_sees_a_partial_version(planned_catalog, storage_root):
+    cube = storage.join(storage_root.url, "cube.zarr")
+    opts = storage_root.storage_options
+    v1 = extract_cube(planned_catalog, cube, storage_options=opts, params=ExtractParams(bands=(1, 2, 3, 50, 224)), cluster=SYNC)
+    expected = {"v1": _pixels(cube, "v1", opts)}
     seen: dict[str, int] = {}
     failures: list[str] = []
     stop = threading.Event()
@@ -151,7 +152,7 @@ def test_polling_reader_never_sees_a_partial_version(planned_catalog, tmp_path):
     def poll() -> None:
         while not stop.is_set():
             try:
-                ds = open_cube(cube, decode=False)
+                ds = open_cube(cube, storage_options=opts, decode=False)
                 vid = ds.attrs["spectralearth:version"]
                 px = ds["reflectance"].values  # every chunk of what the reader sees
                 assert px.shape[0] == ds.sizes["view"] and ds["band_mean"].notnull().all()
@@ -164,15 +165,15 @@ def test_polling_reader_never_sees_a_partial_version(planned_catalog, tmp_path):
     reader = threading.Thread(target=poll)
     reader.start()
     try:
-        v2 = extract_cube(planned_catalog, cube, cluster=SYNC)  # all 202 bands: a new version, rebuilt
+        v2 = extract_cube(planned_catalog, cube, storage_options=opts, cluster=SYNC)  # all 202 bands: rebuilt
     finally:
         time.sleep(0.5)
         stop.set()
         reader.join(timeout=60)
     assert v1.version == "v1" and v2.version == "v2" and v2.reused_views == 0
     assert failures == [] and seen.get("v1", 0) >= 2 and seen.get("v2", 0) >= 1, (failures[:3], seen)
-    assert open_cube(cube)["reflectance"].shape[1] == 202
-    np.testing.assert_array_equal(_pixels(cube, "v1"), expected["v1"])  # the old version, still as it was
+    assert open_cube(cube, storage_options=opts)["reflectance"].shape[1] == 202
+    np.testing.assert_array_equal(_pixels(cube, "v1", opts), expected["v1"])  # the old version, still as it was
 
 
 def test_empty_plan_is_an_error(planned_catalog, tmp_path):

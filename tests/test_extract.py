@@ -167,9 +167,11 @@ def test_polling_reader_never_sees_a_partial_version(planned_catalog, storage_ro
     try:
         v2 = extract_cube(planned_catalog, cube, storage_options=opts, cluster=SYNC)  # all 202 bands: rebuilt
     finally:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 120
+        while "v2" not in seen and not failures and time.monotonic() < deadline and reader.is_alive():
+            time.sleep(0.1)  # the reader finds the new version at its next poll
         stop.set()
-        reader.join(timeout=60)
+        reader.join(timeout=120)
     assert v1.version == "v1" and v2.version == "v2" and v2.reused_views == 0
     assert failures == [] and seen.get("v1", 0) >= 2 and seen.get("v2", 0) >= 1, (failures[:3], seen)
     assert open_cube(cube, storage_options=opts)["reflectance"].shape[1] == 202

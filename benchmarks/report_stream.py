@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "stream.json"
 DOC = ROOT / "docs" / "streaming.md"
 START, END = "<!-- stream-bench:start -->", "<!-- stream-bench:end -->"
+HTTPS_RESULT = ROOT / "benchmarks" / "results" / "stream_https.json"
+TLS_RESULT = ROOT / "benchmarks" / "results" / "tls_get.json"
+HTTPS_START, HTTPS_END = "<!-- stream-https:start -->", "<!-- stream-https:end -->"
 TARGET_SAMPLES_PER_S = 1000.0
 
 
@@ -89,18 +92,85 @@ def render(r: dict) -> str:
     return "\n".join(out)
 
 
+def render_https(r: dict, tls: dict | None) -> str:
+    """The HTTPS figures: the recommended setup, the fork fallback, the peers, planning."""
+    c, m, s = r["cube"], r["machine"], r["stream"]
+    out = [
+        f"Measured {r['when']} on {m['cpus']} CPUs; cube of {c['views']} views x {c['bands']} bands x "
+        f"{c['patch_px']}^2 px on SeaweedFS over HTTPS; {r['workers']} DataLoader workers ({r['context']}), "
+        f"batches of {r['batch_size']}, `pin_memory=True`, {r['io_threads']} I/O threads per worker; each pass "
+        f"starts fresh workers (their start-up counts); median of {r['repeats']} passes; 1-minute load "
+        f"{r['load_start']:.1f} at the start, {r['load_end']:.1f} at the end. CPU: workers and the consuming "
+        "process together (the S3 server's is left out).",
+        "",
+        "| reader | samples/s (wall) | samples per CPU-second | stream vs it, per CPU-second | stream vs it, wall |",
+        "|---|---:|---:|---:|---:|",
+        f"| PatchStream (obstore) | {s['samples_per_s']:.1f} | {s['samples_per_cpu_s']:.1f} | | |",
+    ]
+    fb = r.get("fork_fallback")
+    if fb:
+        out.append(f"| PatchStream, workers forked after the parent used obstore (s3fs fallback) | "
+                   f"{fb['samples_per_s']:.1f} | {fb['samples_per_cpu_s']:.1f} | "
+                   f"{s['samples_per_cpu_s'] / fb['samples_per_cpu_s']:.2f} | {s['samples_per_s'] / fb['samples_per_s']:.2f} |")
+    fs = r.get("after_parent_read_forkserver")
+    if fs:
+        out.append(f"| PatchStream, parent used obstore, workers from a preloaded forkserver (what `stream.loader()` does) | "
+                   f"{fs['samples_per_s']:.1f} | {fs['samples_per_cpu_s']:.1f} | "
+                   f"{s['samples_per_cpu_s'] / fs['samples_per_cpu_s']:.2f} | {s['samples_per_s'] / fs['samples_per_s']:.2f} |")
+    for name, label in (("mosaicml_streaming", "MosaicML Streaming (MDS, zstd)"), ("litdata", "LitData (zstd)")):
+        p = (r.get("peers") or {}).get(name)
+        if not p:
+            continue
+        if "error" in p:
+            out.append(f"| {label} | failed: {p['error'][:120]} | | | |")
+            continue
+        out.append(f"| {label} {p.get('version', '')} | {p['samples_per_s']:.1f} | {p['samples_per_cpu_s']:.1f} | "
+                   f"{s['samples_per_cpu_s'] / p['samples_per_cpu_s']:.2f} | {s['samples_per_s'] / p['samples_per_s']:.2f} |")
+    pl = r["planning"]
+    out += [
+        "",
+        f"Decode floor {r['floor']['samples_per_cpu_s']:.0f} samples per CPU-second; the stream over HTTPS "
+        f"through DataLoader workers reaches **{s['vs_floor']:.2f}x** of it. Cores to feed 1,000 samples/s in "
+        f"this setup: **{pl['cores_for_1000_samples_per_s']:.0f}**. Shared memory per rank for these batches "
+        f"({pl['batch_mb']:.0f} MiB): {pl['shm_mb_per_rank']:.0f} MiB (Kubernetes default: 64 MB).",
+    ]
+    if tls:
+        paths = tls["paths"]
+        out += ["", f"Whole-object GETs over HTTPS ({tls['objects']} objects of {tls['object_bytes'] / 1e6:.1f} MB, "
+                f"{tls['threads']} threads): obstore's own GET {paths['obstore_get']['cpu_s_per_gb']:.2f} CPU-s/GB, "
+                f"presigned GET received by `http.client` into a reused buffer "
+                f"{paths['http_client_readinto']['cpu_s_per_gb']:.2f} CPU-s/GB "
+                f"(ratio {tls['hand_written_cpu_ratio']:.2f}); wall {paths['obstore_get']['gb_per_s']:.2f} vs "
+                f"{paths['http_client_readinto']['gb_per_s']:.2f} GB/s."]
+    return "\n".join(out)
+
+
+def _replace(text: str, start: str, end: str, body: str) -> str:
+    if start not in text:
+        return f"{text.rstrip()}\n\n{start}\n{body}\n{end}\n"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--print", action="store_true", help="print instead of rewriting docs/streaming.md")
     args = ap.parse_args()
     table = render(json.loads(RESULT.read_text()))
+    https = None
+    if HTTPS_RESULT.exists():
+        https = render_https(json.loads(HTTPS_RESULT.read_text()),
+                             json.loads(TLS_RESULT.read_text()) if TLS_RESULT.exists() else None)
     if args.print:
         print(table)
+        if https:
+            print("\n" + https)
         return
-    text = DOC.read_text()
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    text = _replace(DOC.read_text(), START, END, table)
+    if https:
+        text = _replace(text, HTTPS_START, HTTPS_END, https)
+    DOC.write_text(text)
     print(f"updated {DOC}")
 
 

@@ -18,6 +18,20 @@ instead, drawn from ``kinds``:
     the response body (or right after the status line when there is none).
 ``"latency"``
     the request is forwarded after an extra ``latency_s`` seconds.
+``"403"``, ``"404"``, ``"400"``
+    ``AccessDenied``, ``NoSuchKey``, ``InvalidRequest``: permanent errors a
+    client must not retry.
+``"301"``
+    ``PermanentRedirect`` with ``x-amz-bucket-region: eu-west-1``: the answer
+    of AWS S3 to a request signed for the wrong region.
+
+HTTPS: give ``server_ssl`` (an ``ssl.SSLContext`` with a certificate loaded)
+and the proxy serves TLS; an ``https://`` upstream is verified against
+``upstream_cafile`` (default: ``AWS_CA_BUNDLE``). With ``segment_bytes`` the
+proxy's clients talk to a :class:`SegmentRelay` in front of it, which delivers
+every response in TCP segments of that size (on loopback TLS data otherwise
+arrives in blocks of tens of kilobytes, which hides receive paths that only
+work when whole TLS records come at once).
 
 The ``Host`` header and every other signed header pass through unchanged, so
 AWS SigV4 signatures made for the proxy's address still verify upstream (the
@@ -37,21 +51,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import socket
 import ssl
 import threading
 import uuid
 from collections import Counter
 from urllib.parse import urlsplit
 
-__all__ = ["FaultProxy", "FAULT_KINDS"]
+__all__ = ["FaultProxy", "FAULT_KINDS", "SegmentRelay"]
 
-FAULT_KINDS = ("503", "slowdown", "500", "drop", "truncate", "latency")
+FAULT_KINDS = ("503", "slowdown", "500", "drop", "truncate", "latency", "403", "404", "400", "301")
 _ERRORS = {
     "503": (503, "Service Unavailable", "ServiceUnavailable", "Service is unable to handle request."),
     "slowdown": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
     "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error. Please try again."),
+    "403": (403, "Forbidden", "AccessDenied", "Access Denied"),
+    "404": (404, "Not Found", "NoSuchKey", "The specified key does not exist."),
+    "400": (400, "Bad Request", "InvalidRequest", "The request is not valid."),
+    "301": (301, "Moved Permanently", "PermanentRedirect",
+            "The bucket you are attempting to access must be addressed using the specified endpoint."),
 }
+_ERROR_HEADERS = {"301": [("x-amz-bucket-region", "eu-west-1")]}
+SEGMENT = 1400
+"""Payload bytes of one TCP segment on a typical network path (1500-byte MTU less headers and options)."""
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"}
 _CHUNK = 64 * 1024
 _HEAD_LIMIT = 1 << 20
@@ -146,6 +170,54 @@ async def _copy_until_eof(reader, writer, *, limit: int | None = None) -> None:
         copied += len(data)
 
 
+def _serve_in_thread(name: str, listen) -> tuple[asyncio.AbstractEventLoop, threading.Thread, asyncio.AbstractServer]:
+    """Run ``await listen()`` (an ``asyncio.start_server``) on a new event loop in a daemon thread."""
+    ready = threading.Event()
+    box: dict = {}
+
+    def run() -> None:
+        loop = box["loop"] = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            box["server"] = loop.run_until_complete(listen())
+        except BaseException as exc:  # reported to the starting thread
+            box["failure"] = exc
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=run, name=f"{name}-{uuid.uuid4().hex[:6]}", daemon=True)
+    thread.start()
+    ready.wait(10)
+    if "failure" in box or "server" not in box:
+        thread.join(10)
+        failure = box.get("failure")
+        raise RuntimeError(f"{name} could not listen: {failure}") from failure
+    return box["loop"], thread, box["server"]
+
+
+def _stop_in_thread(loop, thread: threading.Thread, server, tasks: set) -> None:
+    """Close ``server`` and cancel its connection ``tasks`` on ``loop``, then end ``thread``."""
+
+    async def shutdown() -> None:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
 class FaultProxy:
     """HTTP reverse proxy in a background thread that injects S3-style faults.
 
@@ -156,6 +228,10 @@ class FaultProxy:
         latency_s: extra delay of a ``"latency"`` fault.
         seed: seed of the fault generator.
         port: loopback port to listen on (0: any free port).
+        server_ssl: serve TLS with this context (None: plain HTTP).
+        upstream_cafile: CA file that verifies an ``https://`` upstream (default ``AWS_CA_BUNDLE``).
+        segment_bytes: put a :class:`SegmentRelay` with this segment size in front
+            (:attr:`endpoint_url` is then the relay's).
     """
 
     def __init__(
@@ -167,6 +243,9 @@ class FaultProxy:
         latency_s: float = 0.05,
         seed: int = 0,
         port: int = 0,
+        server_ssl: ssl.SSLContext | None = None,
+        upstream_cafile: str | os.PathLike | None = None,
+        segment_bytes: int | None = None,
     ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be within [0, 1], got {fail_rate}")
@@ -183,7 +262,11 @@ class FaultProxy:
         self.latency_s = latency_s
         self._up_host = parts.hostname
         self._up_port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._up_ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        cafile = upstream_cafile or os.environ.get("AWS_CA_BUNDLE") or None
+        self._up_ssl = ssl.create_default_context(cafile=cafile) if parts.scheme == "https" else None
+        self._server_ssl = server_ssl
+        self.segment_bytes = segment_bytes
+        self._relay: SegmentRelay | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._counts: Counter = Counter()
@@ -199,15 +282,22 @@ class FaultProxy:
     # -- public -----------------------------------------------------------
     @property
     def endpoint_url(self) -> str:
-        """``http://127.0.0.1:<port>`` to point clients at."""
+        """``http(s)://127.0.0.1:<port>`` to point clients at (the relay's, with ``segment_bytes``)."""
         if self._server is None:
             raise RuntimeError("FaultProxy is not started")
-        return f"http://127.0.0.1:{self._port}"
+        scheme = "https" if self._server_ssl is not None else "http"
+        port = self._relay.port if self._relay is not None else self._port
+        return f"{scheme}://127.0.0.1:{port}"
+
+    @property
+    def relay(self) -> SegmentRelay | None:
+        """The segmenting relay in front of the proxy (``segment_bytes`` only)."""
+        return self._relay
 
     def stats(self) -> dict:
         """Counters: ``requests``, ``forwarded``, ``faults`` (total) and ``by_kind``."""
         with self._lock:
-            by_kind = {k: self._counts[f"fault:{k}"] for k in self.kinds}
+            by_kind = {k: self._counts[f"fault:{k}"] for k in FAULT_KINDS if k in self.kinds or self._counts[f"fault:{k}"]}
             return {
                 "requests": self._counts["requests"],
                 "forwarded": self._counts["forwarded"],
@@ -222,60 +312,35 @@ class FaultProxy:
         with self._lock:
             self.fail_rate = fail_rate
 
+    def set_kinds(self, kinds: tuple[str, ...]) -> None:
+        """Change the fault kinds drawn for the following requests."""
+        kinds = tuple(kinds)
+        unknown = [k for k in kinds if k not in FAULT_KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"unknown fault kinds {unknown}; choose from {FAULT_KINDS}")
+        with self._lock:
+            self.kinds = kinds
+
     def start(self) -> FaultProxy:
         """Start listening (returns once the socket is bound)."""
         if self._thread is not None:
             return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                self._server = loop.run_until_complete(
-                    asyncio.start_server(self._handle, "127.0.0.1", self._port, limit=_HEAD_LIMIT)
-                )
-                self._port = self._server.sockets[0].getsockname()[1]
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"FaultProxy-{uuid.uuid4().hex[:6]}", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise RuntimeError(f"FaultProxy could not listen: {failure[0]}") from failure[0]
+        self._loop, self._thread, self._server = _serve_in_thread(
+            "FaultProxy", lambda: asyncio.start_server(self._handle, "127.0.0.1", self._port, limit=_HEAD_LIMIT,
+                                                       ssl=self._server_ssl))
+        self._port = self._server.sockets[0].getsockname()[1]
+        if self.segment_bytes:
+            self._relay = SegmentRelay("127.0.0.1", self._port, segment_bytes=self.segment_bytes).start()
         return self
 
     def stop(self) -> None:
         """Close the listener and every open connection, then end the thread."""
         if self._thread is None:
             return
-        loop = self._loop
-
-        async def shutdown() -> None:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._server.wait_closed()
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        self._thread.join(10)
+        if self._relay is not None:
+            self._relay.stop()
+            self._relay = None
+        _stop_in_thread(self._loop, self._thread, self._server, self._tasks)
         self._thread = None
         self._server = None
 
@@ -347,11 +412,13 @@ class FaultProxy:
             f"<Error><Code>{code}</Code><Message>{text}</Message>"
             f"<Resource>{path.split('?', 1)[0]}</Resource><RequestId>{request_id}</RequestId></Error>"
         ).encode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in _ERROR_HEADERS.get(kind, ()))
         head = (
             f"HTTP/1.1 {status} {reason}\r\n"
             "Content-Type: application/xml\r\n"
             f"Content-Length: {len(body)}\r\n"
             f"x-amz-request-id: {request_id}\r\n"
+            f"{extra}"
             "\r\n"
         ).encode("latin-1")
         writer.write(head + (b"" if request.start_line.startswith("HEAD ") else body))
@@ -399,3 +466,102 @@ class FaultProxy:
             up_writer.close()
             with contextlib.suppress(Exception):
                 await up_writer.wait_closed()
+
+
+class SegmentRelay:
+    """A TCP relay on loopback that delivers what the upstream sends in small segments.
+
+    Bytes from the client pass to the upstream unchanged; bytes from the upstream
+    reach the client in sends of at most ``segment_bytes`` with ``TCP_NODELAY``
+    and a small send buffer, each sent only once the previous one left, so a
+    reader that keeps up sees them arrive one segment at a time, as over a real
+    network (on loopback a TLS server's data otherwise arrives in large blocks).
+    It works below TLS: the records pass through untouched, split across segments.
+
+    Args:
+        host, port: the upstream to relay to.
+        segment_bytes: largest payload per send.
+        listen_port: loopback port to listen on (0: any free port).
+    """
+
+    def __init__(self, host: str, port: int, *, segment_bytes: int = SEGMENT, listen_port: int = 0) -> None:
+        if segment_bytes < 1:
+            raise ValueError(f"segment_bytes must be >= 1, got {segment_bytes}")
+        self.host, self.upstream_port = host, int(port)
+        self.segment_bytes = int(segment_bytes)
+        self.port = listen_port
+        self._lock = threading.Lock()
+        self.segments = 0
+        """Segments sent to clients so far."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def __repr__(self) -> str:
+        return f"SegmentRelay({self.host}:{self.upstream_port}, segment_bytes={self.segment_bytes}, port={self.port})"
+
+    def start(self) -> SegmentRelay:
+        """Start listening (returns once the socket is bound)."""
+        if self._thread is not None:
+            return self
+        self._loop, self._thread, self._server = _serve_in_thread(
+            "SegmentRelay", lambda: asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every connection, then end the thread."""
+        if self._thread is None:
+            return
+        _stop_in_thread(self._loop, self._thread, self._server, self._tasks)
+        self._thread = None
+
+    def __enter__(self) -> SegmentRelay:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        up_writer = None
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.upstream_port)
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * self.segment_bytes)
+            writer.transport.set_write_buffer_limits(high=self.segment_bytes, low=0)
+            await asyncio.gather(self._pump(reader, up_writer, segment=None),
+                                 self._pump(up_reader, writer, segment=self.segment_bytes))
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            for w in (writer, up_writer):
+                if w is not None:
+                    w.close()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, segment: int | None) -> None:
+        try:
+            while True:
+                data = await reader.read(_CHUNK)
+                if not data:
+                    break
+                if segment is None:
+                    writer.write(data)
+                    await writer.drain()
+                    continue
+                view = memoryview(data)
+                for i in range(0, len(view), segment):
+                    writer.write(view[i:i + segment])
+                    await writer.drain()
+                    await asyncio.sleep(0)  # one send per segment, as the pieces of a real transfer
+                with self._lock:
+                    self.segments += -(-len(view) // segment)
+        finally:
+            with contextlib.suppress(Exception):
+                if writer.can_write_eof():
+                    writer.write_eof()

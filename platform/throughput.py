@@ -82,7 +82,7 @@ class _WorkerCPU:
 
 
 def measure_throughput(stream, *, num_workers: int = 0, max_batches: int | None = None,
-                       multiprocessing_context: str | None = None) -> Throughput:
+                       multiprocessing_context: str | None = None, **dataloader_kwargs) -> Throughput:
     """Iterate ``stream`` through a DataLoader and time it.
 
     Args:
@@ -90,13 +90,15 @@ def measure_throughput(stream, *, num_workers: int = 0, max_batches: int | None 
         num_workers: DataLoader worker processes (0: read in this process).
         max_batches: stop after this many items (None: the whole epoch).
         multiprocessing_context: ``fork``, ``spawn`` or ``forkserver`` (None: the default).
+        dataloader_kwargs: further DataLoader arguments (``pin_memory``, ``prefetch_factor``).
     """
     from torch.utils.data import DataLoader
 
     cpu0, kids0 = _cpu(), _cpu(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     loader = DataLoader(stream, batch_size=None, num_workers=num_workers,
-                        multiprocessing_context=multiprocessing_context if num_workers else None)
+                        multiprocessing_context=multiprocessing_context if num_workers else None,
+                        **dataloader_kwargs)
     first = None
     samples = 0
     nbytes = 0

@@ -1,14 +1,18 @@
 """Shared fixtures: a real S3 server (SeaweedFS) on loopback, buckets, storage roots, a fault proxy.
 
-* ``s3_server`` (session): one ``weed server -s3`` for the whole run. While it runs,
-  ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_DEFAULT_REGION`` and
-  ``SPECTRALEARTH_S3_ENDPOINT`` point at it, so library code and spawned CLI
-  processes find it through the environment, as in production.
+* ``s3_server`` (session): one ``weed server -s3`` for the whole run, serving HTTPS with a
+  throw-away CA (and plain HTTP beside it). While it runs,
+  ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_DEFAULT_REGION``,
+  ``SPECTRALEARTH_S3_ENDPOINT`` (the HTTPS endpoint) and ``AWS_CA_BUNDLE`` (the CA) point
+  at it, so library code and spawned CLI processes find it through the environment, as
+  in production.
 * ``test_secret``: the server's secret, to assert that it never shows up in outputs.
 * ``s3_bucket``: a fresh, validly named bucket per test.
-* ``storage_root``: parametrized over ``local`` and ``s3``; any test that takes it runs
-  against both backends. Yields a :class:`StorageRoot`.
-* ``fault_proxy``: a factory starting a :class:`FaultProxy` in front of the server.
+* ``storage_root``: parametrized over ``local`` and ``s3`` (HTTPS); any test that takes it
+  runs against both backends. Yields a :class:`StorageRoot`.
+* ``s3_http_options``: storage options for the same server over plain HTTP.
+* ``fault_proxy``: a factory starting a :class:`FaultProxy` in front of the server (HTTPS,
+  behind a relay that delivers responses in 1,400-byte TCP segments).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ _ENV_KEYS = (
     "SPECTRALEARTH_S3_ENDPOINT",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
+    "AWS_CA_BUNDLE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
 )
 
 
@@ -68,9 +75,10 @@ def s3_server(tmp_path_factory, test_secret):
     saved = {k: os.environ.get(k) for k in _ENV_KEYS}
     server = SeaweedServer(
         tmp_path_factory.mktemp("seaweedfs"), access_key=TEST_ACCESS_KEY, secret_key=test_secret, stop_grace_s=1.0,
-        die_with_parent=True,
+        die_with_parent=True, tls=True,
     )
     server.start()
+    config_dir = tmp_path_factory.mktemp("aws-config")  # empty: no developer profile leaks into a test
     for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         os.environ.pop(k, None)
     os.environ.update(
@@ -79,6 +87,9 @@ def s3_server(tmp_path_factory, test_secret):
             "AWS_SECRET_ACCESS_KEY": test_secret,
             "AWS_DEFAULT_REGION": "us-east-1",
             "SPECTRALEARTH_S3_ENDPOINT": server.endpoint_url,
+            "AWS_CA_BUNDLE": str(server.ca_file),
+            "AWS_CONFIG_FILE": str(config_dir / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(config_dir / "credentials"),
         }
     )
     try:
@@ -108,19 +119,37 @@ def storage_root(request, tmp_path) -> StorageRoot:
 
 
 @pytest.fixture
+def s3_http_options(s3_server) -> dict:
+    """Storage options for the test server over plain HTTP (the environment's endpoint is HTTPS)."""
+    return {"client_kwargs": {"endpoint_url": s3_server.http_endpoint_url}}
+
+
+@pytest.fixture
 def fault_proxy(s3_server):
     """Factory: ``fault_proxy(fail_rate=..., kinds=..., seed=...) -> (proxy, storage_options)``.
 
-    The storage options point s3fs at the proxy (credentials still come from the
+    The proxy serves HTTPS (the server's certificate, so ``AWS_CA_BUNDLE`` verifies it)
+    behind a relay that delivers responses in ``segment_bytes`` TCP segments, and talks
+    HTTPS to the server; ``tls=False`` gives plain HTTP on both sides, ``segment_bytes=None``
+    no relay. The storage options point s3fs at it (credentials still come from the
     environment) and ask botocore for up to 10 attempts in ``standard`` retry mode.
     Every proxy started is stopped after the test.
     """
+    import ssl
+
+    from spectralearth.platform.faultproxy import SEGMENT
+
     proxies: list[FaultProxy] = []
 
     def start(*, fail_rate: float = 0.0, kinds=("503", "slowdown", "drop", "latency"), seed: int = 0,
-              latency_s: float = 0.05, max_attempts: int = 10):
-        proxy = FaultProxy(s3_server.endpoint_url, fail_rate=fail_rate, kinds=tuple(kinds), seed=seed,
-                           latency_s=latency_s).start()
+              latency_s: float = 0.05, max_attempts: int = 10, tls: bool = True, segment_bytes: int | None = SEGMENT):
+        server_ssl = None
+        if tls:
+            server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server_ssl.load_cert_chain(s3_server.certificates.cert_file, s3_server.certificates.key_file)
+        upstream = s3_server.endpoint_url if tls else s3_server.http_endpoint_url
+        proxy = FaultProxy(upstream, fail_rate=fail_rate, kinds=tuple(kinds), seed=seed, latency_s=latency_s,
+                           server_ssl=server_ssl, segment_bytes=segment_bytes).start()
         proxies.append(proxy)
         options = {
             "client_kwargs": {"endpoint_url": proxy.endpoint_url},

@@ -155,6 +155,21 @@ def test_gateway_without_address_says_so(monkeypatch):
             connect_gateway()
 
 
+def _listening_addresses(procs) -> list[tuple[str, str]]:
+    import psutil
+
+    out = []
+    for p in procs:
+        try:
+            proc = p if isinstance(p, psutil.Process) else psutil.Process(getattr(p, "pid", p))
+            for c in proc.net_connections(kind="inet"):
+                if c.status == psutil.CONN_LISTEN:
+                    out.append((" ".join(proc.cmdline()[:3]), c.laddr.ip))
+        except psutil.Error:
+            continue
+    return out
+
+
 def test_gateway_cluster_options_versions_and_shutdown(stack, gateway_env, caplog):
     spec = ClusterSpec(kind="gateway", n_workers=2, worker_cores=2, worker_memory="768MiB", image="ignored:latest")
     with caplog.at_level("WARNING", logger="spectralearth.platform.gateway"):
@@ -169,6 +184,9 @@ def test_gateway_cluster_options_versions_and_shutdown(stack, gateway_env, caplo
             # the workers run in the stack's folder, under the gateway's cluster directory
             cwds = client.run(os.getcwd)
             assert all(str(stack.clusters_dir) in c for c in cwds.values())
+            # every scheduler, worker, nanny and service of the stack listens on loopback only
+            listening = _listening_addresses(stack_processes(stack.data_dir, include_services=True))
+            assert len(listening) >= 4 and all(ip in ("127.0.0.1", "::1") for _, ip in listening), listening
     assert "image" in caplog.text  # the local gateway does not offer an image option
     assert _wait_no_clusters(stack, gateway_env) == []
 

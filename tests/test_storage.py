@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from spectralearth.platform import storage
@@ -147,3 +148,70 @@ def test_wrong_secret_is_refused(s3_server, s3_bucket):
                            client_kwargs={"endpoint_url": s3_server.endpoint_url})
     with pytest.raises(PermissionError):
         fs.pipe_file(f"{s3_bucket}/x", b"1")
+
+
+def test_https_endpoint_is_verified_against_the_test_ca(s3_server, s3_bucket, s3_http_options, monkeypatch):
+    import s3fs
+
+    assert s3_server.endpoint_url.startswith("https://") and os.environ["AWS_CA_BUNDLE"] == str(s3_server.ca_file)
+    url = f"s3://{s3_bucket}/tls/object.bin"
+    storage.atomic_write_bytes(url, b"over TLS")
+    assert storage.read_bytes(url, s3_http_options) == b"over TLS"  # the same object over plain HTTP
+    monkeypatch.delenv("AWS_CA_BUNDLE")  # without the CA the certificate is refused
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs={"endpoint_url": s3_server.endpoint_url},
+                           config_kwargs={"retries": {"max_attempts": 1}})
+    with pytest.raises(Exception, match="(?i)certificate"):
+        fs.cat_file(f"{s3_bucket}/tls/object.bin")
+
+
+def _profile_with_credential_process(tmp_path, access_key: str, secret: str, *, region: str) -> tuple[str, str]:
+    """An AWS config file whose profile ``stream`` gets its credentials from a credential_process."""
+    import json
+    import sys
+
+    calls = tmp_path / "calls.log"
+    helper = tmp_path / "creds.py"
+    helper.write_text(
+        "import json, sys\n"
+        f"open({str(calls)!r}, 'a').write('x')\n"
+        f"print(json.dumps({json.dumps({'Version': 1, 'AccessKeyId': access_key, 'SecretAccessKey': secret})}))\n"
+    )
+    config = tmp_path / "config"
+    config.write_text(f"[profile stream]\nregion = {region}\ncredential_process = {sys.executable} {helper}\n")
+    return str(config), str(calls)
+
+
+@pytest.mark.s3
+def test_profile_with_credential_process_is_honoured_by_every_backend(s3_server, s3_bucket, test_secret,
+                                                                       tmp_path, monkeypatch):
+    from spectralearth.platform.reader import open_source, read_view
+    from spectralearth.platform.samplecube import SampleCube, write_sample_cube
+    from spectralearth.platform.stream import PatchStream
+
+    url = f"s3://{s3_bucket}/cube"
+    write_sample_cube(url, SampleCube(n_patches=4, patch_px=32, seed=2))  # with the environment's keys
+    config, calls = _profile_with_credential_process(tmp_path, s3_server.access_key, test_secret,
+                                                     region="eu-central-1")
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_CONFIG_FILE", config)
+    monkeypatch.setenv("AWS_PROFILE", "stream")
+    aws = storage.aws_settings()
+    assert aws.profile == "stream" and aws.region == "eu-central-1" and aws.ca_bundle == str(s3_server.ca_file)
+    assert test_secret not in repr(aws)
+    frozen = aws.credential_provider()()
+    assert frozen["access_key_id"] == s3_server.access_key and frozen["expires_at"] is not None
+    source = open_source(url, backend="obstore")
+    assert source.region == "eu-central-1"
+    expected = None
+    for backend in ("obstore", "fsspec"):
+        # no cached s3fs instance (it would hold the environment's keys from before)
+        stream = PatchStream(url, every_view=True, shuffle=False, backend=backend,
+                             storage_options={"skip_instance_cache": True})
+        images = [s["image"] for s in stream]
+        assert len(images) == stream.index.n_views
+        expected = expected or images
+        assert all(np.array_equal(a, b) for a, b in zip(images, expected))
+    assert read_view(source, 0, patch=0, shape=tuple(expected[0].shape)).shape == tuple(expected[0].shape)
+    assert len(open(calls).read()) >= 2  # the credential_process ran for obstore and for s3fs
+    assert test_secret not in str(stream.state_dict())

@@ -269,3 +269,133 @@ def test_normalizer_clips_then_standardises(local_cube):
     assert np.array_equal(BandNormalize.from_cube(local_cube, bands=[0, 100, 200]).mean.flatten().numpy(), mean)
     with pytest.raises(ValueError, match="expected"):
         norm(torch.zeros(4, 8, 8, dtype=torch.int16))
+
+
+def test_state_dict_without_arguments_when_iterated_in_process(local_cube):
+    kw = dict(mode="pair", seed=3, batch_size=BATCH)
+    full = [k for batch in PatchStream(local_cube, **kw) for k in _keys(batch)]
+    stream = PatchStream(local_cube, **kw)
+    before = []
+    for i, batch in enumerate(stream):
+        before.extend(_keys(batch))
+        if i == 2:
+            break
+    state = stream.state_dict()
+    assert state["consumed"] == 3 * BATCH
+    fresh = PatchStream(local_cube, **kw)
+    fresh.load_state_dict(state)
+    assert before + [k for batch in fresh for k in _keys(batch)] == full
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stateful_dataloader_resumes_exactly(local_cube, workers):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    kw = dict(mode="single", seed=8, batch_size=BATCH)
+    full = [k for batch in PatchStream(local_cube, **kw) for k in _keys(batch)]
+    loader = StatefulDataLoader(PatchStream(local_cube, **kw), batch_size=None, num_workers=workers)
+    before = []
+    for i, batch in enumerate(loader):
+        before.extend(_keys(batch))
+        if i == 4:  # an odd count: the two workers stand at different places
+            break
+    state = loader.state_dict()
+    del loader
+    resumed = StatefulDataLoader(PatchStream(local_cube, **kw), batch_size=None, num_workers=workers)
+    resumed.load_state_dict(state)
+    after = [k for batch in resumed for k in _keys(batch)]
+    assert before + after == full
+
+
+def test_loader_misuse_that_breaks_resume_is_refused(local_cube):
+    stream = PatchStream(local_cube, seed=1)
+    with pytest.raises(ValueError, match="batch_size on the PatchStream"):
+        next(iter(DataLoader(stream, batch_size=4)))
+    with pytest.raises(ValueError, match="in_order=False"):
+        next(iter(DataLoader(PatchStream(local_cube, batch_size=BATCH), batch_size=None, num_workers=1,
+                             in_order=False, multiprocessing_context="fork")))
+    with pytest.raises(ValueError, match="batch_size"):
+        next(iter(DataLoader(PatchStream(local_cube, batch_size=BATCH), batch_size=2, num_workers=1)))
+    # a stream whose batches go to workers cannot count in this process
+    stream = PatchStream(local_cube, batch_size=BATCH)
+    list(DataLoader(stream, batch_size=None, num_workers=1, multiprocessing_context="spawn", persistent_workers=False))
+    with pytest.raises(RuntimeError, match="StatefulDataLoader"):
+        stream.state_dict()
+
+
+@pytest.mark.parametrize("backend", ["obstore", "fsspec"])
+def test_error_classes_over_https_through_the_segmenting_proxy(s3_server, s3_bucket, fault_proxy, test_secret, backend):
+    from spectralearth.platform.reader import RetriesExhaustedError, RetryPolicy, StoragePermanentError, open_source
+    from spectralearth.platform.reader import read_view
+
+    url = f"s3://{s3_bucket}/cube"
+    write_sample_cube(url, SampleCube(n_patches=3, patch_px=32, seed=6))
+    shape = tuple(open_cube(url)["reflectance"].shape[1:])
+    proxy, options = fault_proxy(fail_rate=0.0, max_attempts=1)  # s3fs: no retries of its own
+    assert proxy.endpoint_url.startswith("https://") and proxy.relay is not None
+    source = open_source(url, storage_options=options, backend=backend)
+    retry = RetryPolicy(attempts=3, base_s=0.01, max_s=0.02)
+    key = view_chunk_key(1, url)
+    good = read_view(source, 1, patch=0, shape=shape, retry=retry, key=key)
+    assert proxy.relay.segments > good.nbytes // 1400 // 4  # bodies arrived in small segments
+
+    def attempts(kind: str, error, match: str) -> int:
+        proxy.set_kinds((kind,))
+        proxy.set_fail_rate(1.0)
+        before = proxy.stats()["requests"]
+        with pytest.raises(error, match=match) as err:
+            read_view(source, 1, patch=7, shape=shape, retry=retry, key=key)
+        proxy.set_fail_rate(0.0)
+        message = str(err.value)
+        assert "patch 7" in message and "view 1" in message and key in message and test_secret not in message
+        assert (err.value.patch, err.value.view, err.value.key) == (7, 1, key)
+        return proxy.stats()["requests"] - before
+
+    # requests per read: obstore sends one per attempt; s3fs adds a request of its own to each
+    per = 1 if backend == "obstore" else 2
+    assert attempts("503", RetriesExhaustedError, r"gave up after 3 attempts.*HTTP 503") == 3 * per
+    assert attempts("404", ChunkMissingError, "is missing") <= per
+    assert attempts("403", ChunkMissingError, "missing or forbidden") <= per
+    assert attempts("400", StoragePermanentError, "HTTP 400") <= per
+    if backend == "obstore":  # s3fs follows botocore's region redirect itself
+        assert attempts("301", StoragePermanentError, "region 'us-east-1'") == 1
+    # transient faults that clear: the read succeeds with the right pixels
+    proxy.set_kinds(("500", "drop", "truncate", "slowdown"))
+    proxy.set_fail_rate(0.5)
+    for _ in range(4):
+        assert np.array_equal(read_view(source, 1, patch=0, shape=shape, retry=RetryPolicy(attempts=12, base_s=0.01), key=key),
+                              good)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launch", ["torchrun", "spawn"])
+def test_ddp_example_on_cpu_with_gloo(s3_bucket, tmp_path, launch):
+    """docs/examples/train_ddp.py on 2 CPU ranks over HTTPS S3: disjoint shards, synchronised weights.
+
+    ``spawn``: mp.spawn without RANK in the environment and spawn-started DataLoader
+    workers, where only the parent's process group knows the rank.
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"s3://{s3_bucket}/cube"
+    write_sample_cube(url, SampleCube(n_patches=16, patch_px=32, seed=12))
+    example = Path(__file__).resolve().parent.parent / "docs" / "examples" / "train_ddp.py"
+    out = tmp_path / "out"
+    common = [str(example), url, "--batch-size", "2", "--workers", "1", "--out", str(out)]
+    if launch == "torchrun":
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common]
+    else:
+        cmd = [sys.executable, *common, "--spawn", "2", "--mp-context", "spawn"]
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    a, b = (set(r["patches"]) for r in ranks)
+    assert not a & b and a | b == set(range(16))  # each patch on exactly one rank
+    assert ranks[0]["weights_checksum"] == ranks[1]["weights_checksum"]  # DDP kept the replicas equal
+    assert all(np.isfinite(r["losses"]).all() and len(r["losses"]) == 4 for r in ranks)
+    assert ranks[0]["stream_state"]["consumed"] == 16

@@ -32,7 +32,9 @@ c.LocalBackend.inherited_environment = ${inherited_environment}
 c.LocalBackend.sigint_timeout = 3
 c.LocalBackend.sigterm_timeout = 2
 c.ClusterConfig.scheduler_cmd = [r"${dask_cmd}", "scheduler"]
-c.ClusterConfig.worker_cmd = [r"${dask_cmd}", "worker"]
+# the local backend already puts schedulers and dashboards on 127.0.0.1; a worker (and
+# its nanny) would listen on every interface unless told otherwise
+c.ClusterConfig.worker_cmd = [r"${dask_cmd}", "worker", "--host", "127.0.0.1"]
 c.ClusterConfig.worker_cores = 1
 c.ClusterConfig.worker_memory = "${default_worker_memory_gib} G"
 c.ClusterConfig.scheduler_memory = "1 G"

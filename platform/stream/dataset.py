@@ -20,6 +20,7 @@ and :meth:`PatchStream.state_dict` needs only that count.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -34,13 +35,26 @@ from spectralearth.platform.cube import locate_version
 from spectralearth.platform.normalize import BandNormalize
 from spectralearth.platform.order import ShuffleSpec, draw_views, epoch_order, rank_positions
 from spectralearth.platform.order import worker_batches
+from spectralearth.platform import reader
 from spectralearth.platform.reader import RetryPolicy, open_source, prefetch_map, read_view
-from spectralearth.platform.world import detect_world
+from spectralearth.platform.world import World, detect_world
 
 __all__ = ["PatchStream", "StreamLoader", "resolve_bands"]
 
+log = logging.getLogger(__name__)
+
 MODES = ("single", "pair")
 STATE_VERSION = 1
+
+
+def _loader_iterators(limit: int = 40):
+    """DataLoader iterator objects on the calling stack (the one creating this iterator, or forking this worker)."""
+    frame = sys._getframe(1)
+    while frame is not None and limit > 0:
+        obj = frame.f_locals.get("self")
+        if obj is not None and hasattr(obj, "_auto_collation") and hasattr(obj, "_dataset"):
+            yield obj
+        frame, limit = frame.f_back, limit - 1
 
 
 def resolve_bands(wavelength: np.ndarray, bands: Sequence[int] | Sequence[tuple[float, float]] | None) -> np.ndarray | None:
@@ -218,15 +232,51 @@ class PatchStream(IterableDataset):
         self._source_pid: int | None = None
         self._buffers: _BatchBuffers | None = None
         self._buffers_pid: int | None = None
+        self._parent_world: tuple[int, int] | None = None
+        self._yielded = 0  # samples this process yielded since the (resumed part of the) epoch began
+        self._done_batches = 0  # items (batches) this DataLoader worker yielded, resumed ones included
+        self._resume_batches = 0
+        self._resume_layout: tuple[int, int, int, int] | None = None
+        self._sent_to_workers = False
 
     # -- pickling: numpy index travels, storage clients never do ---------------
     def __getstate__(self) -> dict:
+        # pickled for DataLoader workers (spawn, forkserver): the rank and world size are
+        # those of the process that builds the iterator, where torch.distributed is set up
+        if get_worker_info() is None:
+            self._check_loaders()
+            self._sent_to_workers = True
+            world = detect_world(rank=self.rank, world_size=self.world_size)
+            self._parent_world = (world.rank, world.world_size)
         state = dict(self.__dict__)
         state["_source"] = None
         state["_source_pid"] = None
         state["_buffers"] = None
         state["_buffers_pid"] = None
         return state
+
+    def _world(self) -> World:
+        """Rank and world size (explicit, else captured in the parent, else detected here), and the worker."""
+        if self.rank is None and self._parent_world is not None and get_worker_info() is not None:
+            rank, size = self._parent_world
+            return detect_world(rank=rank, world_size=size)
+        return detect_world(rank=self.rank, world_size=self.world_size)
+
+    def _check_loaders(self) -> None:
+        """Refuse DataLoader settings that break the count-based exact resume."""
+        for it in _loader_iterators():
+            if getattr(it, "_dataset", None) is not self and get_worker_info() is None:
+                continue
+            if getattr(it, "_auto_collation", False):
+                raise ValueError(
+                    "the DataLoader batches this PatchStream itself (batch_size set on the DataLoader): that breaks "
+                    "the order and exact resume; set batch_size on the PatchStream and use "
+                    "DataLoader(stream, batch_size=None) or stream.loader()")
+            if getattr(it, "_in_order", True) is False:
+                raise ValueError("DataLoader(in_order=False) hands out batches out of order, which breaks exact "
+                                 "resume; leave in_order=True")
+            if getattr(it, "_persistent_workers", False):
+                raise ValueError("persistent_workers would keep the first epoch's order; leave it off")
 
     @property
     def index(self) -> _Index:
@@ -270,32 +320,54 @@ class PatchStream(IterableDataset):
         if int(epoch) != self.epoch:
             self.epoch = int(epoch)
             self._start = 0
+            self._yielded = 0
+            self._resume_batches = self._done_batches = 0
+            self._resume_layout = None
 
-    def state_dict(self, *, samples_seen: int) -> dict:
-        """The stream's position after this rank consumed ``samples_seen`` samples of the epoch.
+    def state_dict(self, *, samples_seen: int | None = None) -> dict:
+        """The stream's position, as a small JSON-able dict.
 
         Args:
-            samples_seen: samples this rank took from the loader since the epoch (or
-                the resumed part of it) started. :class:`StreamLoader` counts them.
+            samples_seen: samples this rank took from the loader since the epoch (or the
+                resumed part of it) started (:class:`StreamLoader` counts them). None:
+                the samples this process itself yielded when iterated in-process; in a
+                DataLoader worker (torchdata ``StatefulDataLoader`` calls it there), the
+                batches this worker yielded.
 
         Returns:
-            A small JSON-able dict: the global count consumed, seed, epoch, layout checks.
+            The global count consumed, seed, epoch and layout checks; from a worker also
+            the worker's place and batch count (restored by the same worker on resume).
         """
-        world = detect_world(rank=self.rank, world_size=self.world_size)
-        consumed = min(self._start + int(samples_seen) * world.world_size, self.n_units)
-        return {
+        info = get_worker_info()
+        world = self._world()
+        state: dict[str, Any] = {
             "version": STATE_VERSION,
             "epoch": self.epoch,
-            "consumed": int(consumed),
             "seed": self.seed,
             "mode": self.mode,
             "every_view": self.every_view,
             "n_units": int(self.n_units),
             "shuffle": [self.shuffle.enabled, self.shuffle.block, self.shuffle.window],
         }
+        if samples_seen is None and info is not None:
+            state.update(consumed=int(self._start), worker=world.worker, num_workers=world.num_workers,
+                         rank=world.rank, world_size=world.world_size, worker_batches=int(self._done_batches))
+            return state
+        if samples_seen is None:
+            if self._sent_to_workers and self._yielded == 0:
+                raise RuntimeError("this PatchStream is iterated in DataLoader workers, so this process does not "
+                                   "see what the loop consumed: use stream.loader(...).state_dict(), or torchdata's "
+                                   "StatefulDataLoader, or pass samples_seen")
+            samples_seen = self._yielded
+        state["consumed"] = int(min(self._start + int(samples_seen) * world.world_size, self.n_units))
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from a :meth:`state_dict` (any world size, any number of workers)."""
+        """Continue from a :meth:`state_dict` (any world size, any number of workers).
+
+        A worker's state (from a ``StatefulDataLoader``) resumes that worker: the same
+        number of workers and ranks is needed, as ``StatefulDataLoader`` requires anyway.
+        """
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"stream state version {state.get('version')!r} is not {STATE_VERSION}")
         expected = {
@@ -307,11 +379,19 @@ class PatchStream(IterableDataset):
                 raise ValueError(f"stream state was saved with {key}={state[key]!r}, this stream has {value!r}")
         self.epoch = int(state["epoch"])
         self._start = int(state["consumed"])
+        self._yielded = 0
+        if "worker_batches" in state:
+            self._resume_batches = self._done_batches = int(state["worker_batches"])
+            self._resume_layout = (int(state["worker"]), int(state["num_workers"]), int(state["rank"]),
+                                   int(state["world_size"]))
+        else:
+            self._resume_batches = self._done_batches = 0
+            self._resume_layout = None
 
     # -- what this process reads ---------------------------------------------
     def _plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Global positions, units and views (n, k) for this rank's whole remaining epoch."""
-        world = detect_world(rank=self.rank, world_size=self.world_size)
+        world = self._world()
         idx = self.index
         order = epoch_order(self.n_units, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
         positions = rank_positions(self.n_units, start=self._start, rank=world.rank,
@@ -327,16 +407,32 @@ class PatchStream(IterableDataset):
 
     def __len__(self) -> int:
         """Items (batches when ``batch_size`` is set) this rank yields in the rest of the epoch."""
-        world = detect_world(rank=self.rank, world_size=self.world_size)
+        world = self._world()
         n = rank_positions(self.n_units, start=self._start, rank=world.rank, world_size=world.world_size,
                            policy=self.policy).size
         return -(-n // self.batch_size) if self.batch_size else n
 
     def __iter__(self) -> Iterator[dict]:
-        world = detect_world(rank=self.rank, world_size=self.world_size)
+        self._check_loaders()
+        world = self._world()
+        in_worker = get_worker_info() is not None
+        skip = 0
+        if self._resume_layout is not None:
+            here = (world.worker, world.num_workers, world.rank, world.world_size)
+            if in_worker and here == self._resume_layout:
+                skip = self._resume_batches
+            elif not in_worker or here[1:] != self._resume_layout[1:]:
+                raise ValueError(f"a worker state saved as worker/workers/rank/world {self._resume_layout} cannot "
+                                 f"resume as {here}; resume a StatefulDataLoader with the same workers and ranks")
+        self._done_batches = skip
+        self._yielded = 0
+        return self._iterate(world, skip, in_worker)
+
+    def _iterate(self, world: World, skip: int, in_worker: bool) -> Iterator[dict]:
         positions, units, views = self._plan()
         batch = self.batch_size or 1
         ranges = worker_batches(positions.size, batch=batch, worker=world.worker, num_workers=world.num_workers)
+        ranges = ranges[skip:]
         mine = np.fromiter((i for r in ranges for i in r), dtype=np.int64, count=sum(len(r) for r in ranges))
         if mine.size == 0:
             return
@@ -350,8 +446,7 @@ class PatchStream(IterableDataset):
         scratch = threading.local()
         view_bytes = int(np.prod(out_shape)) * 2
         depth = max(self.io_threads, self.prefetch_bytes // max(view_bytes, 1))
-        buffers = self._batch_buffers(in_worker=get_worker_info() is not None,
-                                      keep=-(-depth // (len(groups[0]) * k)) + 2)
+        buffers = self._batch_buffers(in_worker=in_worker, keep=-(-depth // (len(groups[0]) * k)) + 2)
 
         # one buffer per batch, each view decoded straight into its slot (no stacking copy);
         # a task reads a run of a batch's views, so that a batch is split over the
@@ -388,6 +483,10 @@ class PatchStream(IterableDataset):
                 rows = np.fromiter(r, dtype=np.int64, count=len(r))
                 item = self._batch(image, positions[rows], views[rows], idx)
                 image = None
+                # counted before the hand-over: a StatefulDataLoader snapshot taken after
+                # this item includes it
+                self._done_batches += 1
+                self._yielded += len(r)
                 yield item if self.batch_size else {key: value[0] for key, value in item.items()}
                 del item
         finally:
@@ -418,6 +517,15 @@ class PatchStream(IterableDataset):
         return StreamLoader(self, **dataloader_kwargs)
 
 
+def _forkserver():
+    """The forkserver context, its server preloading the stream (workers start without importing torch anew)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["spectralearth.platform.stream.dataset"])  # only before the server starts
+    return ctx
+
+
 class StreamLoader:
     """A DataLoader over a :class:`PatchStream` that counts what the loop consumed.
 
@@ -440,7 +548,15 @@ class StreamLoader:
 
     def __iter__(self) -> Iterator[dict]:
         self.samples_seen = 0
-        loader = DataLoader(self.stream, batch_size=None, **self.dataloader_kwargs)
+        world = detect_world(rank=self.stream.rank, world_size=self.stream.world_size)
+        self.stream._parent_world = (world.rank, world.world_size)  # forked workers get it too
+        kwargs = dict(self.dataloader_kwargs)
+        if kwargs.get("num_workers") and kwargs.get("multiprocessing_context") is None and reader.obstore_started_here():
+            # obstore's runtime does not survive a fork: workers that start after this process
+            # read S3 with obstore would fall back to s3fs; forkserver keeps them on obstore
+            log.info("this process already read S3 with obstore: DataLoader workers start with forkserver")
+            kwargs["multiprocessing_context"] = _forkserver()
+        loader = DataLoader(self.stream, batch_size=None, **kwargs)
         for item in loader:
             self.samples_seen += int(item["patch"].numel()) if self.stream.batch_size else 1
             yield item

@@ -52,6 +52,11 @@ ABOUT = {
         "SeaweedFS S3, as samples per CPU-second against the in-memory decode floor; write and commit cost per engine; "
         "a build after the newest 25 % of products arrive against a full build of the grown archive (bytes, views, time).",
     ),
+    "cube_http": (
+        "Cube engine reads, S3 over plain HTTP",
+        "python benchmarks/bench_cube.py --skip grow --no-tls",
+        "The same reads and writes with SeaweedFS over plain HTTP on loopback (an earlier run of the same script).",
+    ),
 }
 
 

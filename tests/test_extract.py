@@ -60,6 +60,8 @@ def _pixels(url: str, version=None, storage_options=None) -> np.ndarray:
     return open_cube(url, version, storage_options=storage_options, decode=False)["reflectance"].values
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_kill_and_rerun_commits_the_same_version(planned_catalog, tmp_path, s3_bucket, fault_proxy):
     reference = str(tmp_path / "reference.zarr")
     ref = extract_cube(planned_catalog, reference, cluster=SYNC)
@@ -97,7 +99,7 @@ def test_kill_and_rerun_commits_the_same_version(planned_catalog, tmp_path, s3_b
         open_cube(cube)
 
     # the rerun finishes the same build: only the rest is extracted
-    again = extract_cube(planned_catalog, cube, cluster=ClusterSpec(kind="local", n_workers=2))
+    again = extract_cube(planned_catalog, cube, cluster=SYNC)
     assert again.committed and again.version == "v1" and again.build == ref.build
     assert again.resumed and again.tasks_done_before == done_before
     assert again.tasks_run == ref.tasks - done_before

@@ -216,7 +216,7 @@ def main() -> None:
     from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS
     from spectralearth.pipelines.plan import PlanParams, plan_job, read_plan
     from spectralearth.platform.cluster import ClusterSpec
-    from spectralearth.platform.cube import CubeSpec, create_cube_arrays, view_chunk_format
+    from spectralearth.platform.cube import create_build_arrays, view_chunk_format
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-extract-"))
     archive, catalog = work / "archive", work / "catalog"
@@ -233,8 +233,7 @@ def main() -> None:
     # the floor stores chunks exactly as the cube's metadata says
     floor_root = work / "floor.zarr"
     shutil.rmtree(floor_root, ignore_errors=True)
-    create_cube_arrays(str(floor_root), CubeSpec(n_views=len(views), n_patches=1, wavelength_nm=(0.0,) * len(bands),
-                                                fwhm_nm=(0.0,) * len(bands), band_numbers=tuple(bands)))
+    create_build_arrays(str(floor_root), n_slots=len(views), n_bands=len(bands), patch_px=128, clevel=5, slots_per_task=16)
     fmt = view_chunk_format(str(floor_root))
 
     # warm the page cache for both alike

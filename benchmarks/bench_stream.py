@@ -36,7 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import write_result  # noqa: E402
 
-from spectralearth.platform.cube import open_cube, view_chunk_key  # noqa: E402
+from spectralearth.platform.cube import locate_version, open_cube  # noqa: E402
+from spectralearth.platform.cube.format import split_checksum  # noqa: E402
 from spectralearth.platform.order import shuffle_quality  # noqa: E402
 from spectralearth.platform.samplecube import SampleCube, write_sample_cube  # noqa: E402
 from spectralearth.platform.seaweed import SeaweedServer  # noqa: E402
@@ -132,7 +133,8 @@ def wait_for_quiet(limit: float = 2.5, max_wait_s: float = 600.0) -> float:
 def decode_floor(cube: str, n_views: int, shape) -> dict:
     from numcodecs import blosc
 
-    raws = [Path(cube, view_chunk_key(v)).read_bytes() for v in range(n_views)]
+    loc = locate_version(cube)
+    raws = [bytes(split_checksum(Path(cube, loc.chunk_key(v)).read_bytes())) for v in range(n_views)]
     out = np.empty(shape, "<i2")
     blosc.use_threads = False  # one thread, like each of the stream's decoding threads
     try:
@@ -161,16 +163,16 @@ def write_reference(cube: str, root: Path) -> list[Path]:
     import rasterio
     from rasterio.transform import from_origin
 
-    group = open_cube(cube)
+    group = open_cube(cube, decode=False)
     refl = group["reflectance"]
-    view_patch, view_tile = group["view_patch"][:], group["view_tile"][:]
-    x0, y0 = group["patch_x0"][:], group["patch_y0"][:]
+    view_patch, view_tile = group["view_patch"].values, group["view_tile"].values
+    x0, y0 = group["patch_x0"].values, group["patch_y0"].values
     paths = []
     for v in range(refl.shape[0]):
         p = int(view_patch[v])
         path = root / f"{p:06d}" / f"tile{int(view_tile[v]):05d}_{v:06d}.tif"
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = refl[v]
+        data = refl[v].values
         with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
                            dtype="int16", crs="EPSG:32632", transform=from_origin(x0[p], y0[p], 30, 30),
                            nodata=-32768, compress="deflate", interleave="pixel") as dst:

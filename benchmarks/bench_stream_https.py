@@ -98,10 +98,10 @@ def main() -> None:
         tmp = Path(tmp)
         cube = args.cube or str(tmp / "cube")
         t0 = time.perf_counter()
-        if not (args.cube and Path(cube, "zarr.json").exists()):
+        if not (args.cube and Path(cube, "versions").exists()):
             write_sample_cube(cube, SampleCube(n_patches=args.patches, multi_date_fraction=0.3, seed=0))
             print(f"cube written in {time.perf_counter() - t0:.0f} s", flush=True)
-        refl = open_cube(cube)["reflectance"]
+        refl = open_cube(cube, decode=False)["reflectance"]
         n_views, shape = refl.shape[0], tuple(refl.shape[1:])
         result["cube"] = {"views": n_views, "patches": int(open_cube(cube)["patch_view_start"].shape[0]),
                           "bands": shape[0], "patch_px": shape[1]}
@@ -151,11 +151,11 @@ def main() -> None:
                       {k: round(v, 2) for k, v in result["after_parent_read_forkserver"].items() if k != "runs"}, flush=True)
 
             if args.peers_python:
-                group = open_cube(cube)
+                group = open_cube(cube, decode=False)
                 views = np.lib.format.open_memmap(tmp / "views.npy", mode="w+", dtype="<i2",
                                                   shape=(n_views, *shape))
                 for v in range(n_views):
-                    views[v] = group["reflectance"][v]
+                    views[v] = group["reflectance"][v].values
                 views.flush()
                 del views
                 env = {**os.environ, "S3_ENDPOINT_URL": s3.endpoint_url, "AWS_ENDPOINT_URL": s3.endpoint_url}

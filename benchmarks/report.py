@@ -81,6 +81,18 @@ ABOUT = {
         "ViT-S with MoCo and with MAE at batch 64, bfloat16, streaming a 128 px, 202-band cube from a SeaweedFS S3 "
         "server on the GPU machine: samples/s and the share of step time spent waiting for data (median, p10/p90).",
     ),
+    "cube": (
+        "Cube engine: reads per engine, writes, a grown archive",
+        "python benchmarks/bench_cube.py",
+        "Every view of one cube read through PatchStream and zarr (plain Zarr v3 versions) and through Icechunk, local and "
+        "SeaweedFS S3, as samples per CPU-second against the in-memory decode floor; write and commit cost per engine; "
+        "a build after the newest 25 % of products arrive against a full build of the grown archive (bytes, views, time).",
+    ),
+    "cube_http": (
+        "Cube engine reads, S3 over plain HTTP",
+        "python benchmarks/bench_cube.py --skip grow --no-tls",
+        "The same reads and writes with SeaweedFS over plain HTTP on loopback (an earlier run of the same script).",
+    ),
 }
 
 

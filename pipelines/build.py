@@ -6,12 +6,13 @@ runs them in order on one dask cluster, shows one progress bar per stage, and
 writes a final report:
 
     OUT_URL/catalog/            the STAC tile catalog, overlap graph, combinations, plan
-    OUT_URL/cube.zarr           the patch cube (committed last)
+    OUT_URL/cube.zarr           the patch cube: each build commits one new version
     OUT_URL/build-report.json   counts per stage, quarantined products, timings, throughput
 
 Re-running resumes: the index is incremental, the graph, combinations and plan are
-recomputed (cheap and deterministic), and the extraction skips finished tiles of an
-unfinished cube. A committed cube is only replaced with ``overwrite``.
+recomputed (cheap and deterministic), and the extraction builds on the cube's latest
+version: an interrupted build is finished where it stopped, a grown archive adds a
+version that writes only the new views, and an unchanged plan commits nothing.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class BuildConfig:
     plan: PlanParams = PlanParams()
     """Patch placement and quality filters."""
     extract: ExtractParams = ExtractParams()
-    """Band selection, encoding and lease timing."""
+    """Band selection, encoding and task size."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the pipeline config recorded in the cube)."""
@@ -88,6 +89,8 @@ class BuildReport:
             "patches / views": f"{pl.get('patches')} / {pl.get('views')} ({pl.get('multi_date_patches')} multi-date)",
             "views removed by filters": pl.get("removed_by_filter"),
             "cube": f"{self.cube_url} ({ex.get('bands')} bands, compression {ex.get('compression_ratio')}x)",
+            "version": f"{ex.get('version')} (parent {ex.get('parent')}; {ex.get('new_views')} new views, {ex.get('reused_views')} reused)"
+                       + (" up to date, nothing committed" if ex.get("up_to_date") else ""),
             "extraction": f"{ex.get('tasks_run')} tasks run, {ex.get('tasks_done_before')} resumed, {ex.get('mb_per_s')} MB/s raw",
             "wall time": " ".join(f"{k}={v.get('seconds', 0):.1f}s" for k, v in s.items()) + f" total={self.seconds:.1f}s",
         }
@@ -109,7 +112,6 @@ def build(
     storage_options: Mapping[str, Any] | None = None,
     config: BuildConfig = BuildConfig(),
     cluster: ClusterSpec = ClusterSpec(),
-    overwrite: bool = False,
     progress: bool = False,
 ) -> BuildReport:
     """Run index -> overlaps -> combinations -> plan -> extract (+ statistics) as one job.
@@ -120,11 +122,14 @@ def build(
         storage_options: fsspec options for every URL (no secrets).
         config: parameters of every stage.
         cluster: where the work runs; one cluster serves every stage.
-        overwrite: replace a committed cube.
         progress: progress bars per stage.
 
     Returns:
         The :class:`BuildReport` (also written to ``OUT_URL/build-report.json``).
+
+    Raises:
+        EmptyPlanError: the plan has no views.
+        VersionConflictError: another build committed on the same cube version first.
     """
     from spectralearth.catalog import index_archive
     from spectralearth.pipelines.combinations import combinations_job
@@ -173,7 +178,7 @@ def build(
             "spectralearth:pipeline_config": config.to_dict(),
         }
         stage("extract", lambda: extract_cube(catalog_url, cube_url, storage_options=storage_options,
-                                              params=config.extract, cluster=inner, overwrite=overwrite,
+                                              params=config.extract, cluster=inner,
                                               progress=progress, extra_attrs=attrs))
     report.seconds = round(time.perf_counter() - t0, 3)
     storage.atomic_write_bytes(storage.join(out_url, REPORT_NAME), json.dumps(report.to_dict(), indent=2, default=str).encode(),

@@ -46,7 +46,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from spectralearth.platform.cube import view_chunk_key
+from spectralearth.platform.cube import ChunkChecksumError, view_chunk_key
+from spectralearth.platform.cube.format import split_checksum
 from spectralearth.platform.storage import aws_settings, filesystem, join, protocol_of, redact, resolve_storage_options
 from spectralearth.platform.storage import scrub
 
@@ -529,10 +530,15 @@ def _fetch(source: ChunkSource, key: str, retry: RetryPolicy, rng: random.Random
 _BLOSC_HEADER = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, nbytes, blocksize, cbytes
 
 
-def _decode(raw: bytes | memoryview, out: np.ndarray) -> str | None:
-    """Decode a blosc frame into ``out``; return why it failed, or None."""
+def _decode(raw: bytes | memoryview, out: np.ndarray, *, checksum: bool = True) -> str | None:
+    """Check the CRC-32C trailer and decode a blosc frame into ``out``; return why it failed, or None."""
     from numcodecs import blosc
 
+    if checksum:
+        try:
+            raw = split_checksum(raw)
+        except ChunkChecksumError as exc:
+            return str(exc)
     if len(raw) < _BLOSC_HEADER.size:
         return f"object is {len(raw)} bytes, shorter than a blosc header"
     version, _, _, typesize, nbytes, _, cbytes = _BLOSC_HEADER.unpack_from(raw)
@@ -560,8 +566,14 @@ def read_view(
     shape: tuple[int, int, int],
     retry: RetryPolicy = RetryPolicy(),
     out: np.ndarray | None = None,
+    key: str | None = None,
+    checksum: bool = True,
 ) -> np.ndarray:
-    """Read and decode one view's chunk into ``out`` (or a new ``(bands, y, x)`` int16 array).
+    """Read, check and decode one view's chunk into ``out`` (or a new ``(bands, y, x)`` int16 array).
+
+    ``key``: the chunk's object key relative to the source (the version's key of the view,
+    :meth:`~spectralearth.platform.cube.VersionIndex.chunk_key`); ``checksum``: the chunk ends
+    with a CRC-32C (every cube of format 2).
 
     Raises:
         ChunkMissingError: the chunk object does not exist.
@@ -570,7 +582,7 @@ def read_view(
     rng = getattr(_thread_rng, "rng", None)
     if rng is None:
         rng = _thread_rng.rng = random.Random()
-    key = view_chunk_key(view)
+    key = view_chunk_key(view) if key is None else key
     where = f"{redact(source.url)}/{key}"
     if out is None:
         out = np.empty(shape, dtype="<i2")
@@ -589,7 +601,7 @@ def read_view(
             raise ChunkMissingError(
                 f"patch {patch}, view {view}: chunk object {where} is missing", key=key, view=view, patch=patch
             ) from None
-        problem = _decode(raw, out)
+        problem = _decode(raw, out, checksum=checksum)
         if problem is None:
             return out
     raise ChunkCorruptError(f"patch {patch}, view {view}: chunk object {where} is corrupt: {problem}",

@@ -18,7 +18,7 @@ import pytest
 import shapely
 
 from spectralearth.pipelines.build import BuildConfig, build
-from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS, CubeExistsError, ExtractParams
+from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS, ExtractParams
 from spectralearth.pipelines.plan import PlanParams, read_plan
 from spectralearth.platform import storage
 from spectralearth.platform.cluster import ClusterSpec
@@ -61,7 +61,7 @@ def _read_window(href: str, bands, row0: int, col0: int, px: int, storage_option
 
 def test_build_end_to_end(storage_root, local_archive, test_secret):
     from spectralearth.catalog import read_item_dicts, read_tiles
-    from spectralearth.platform.cube import cube_checksums
+    from spectralearth.platform.cube import cube_checksums, list_versions, open_cube
 
     archive = _archive_on(storage_root, local_archive)
     out = storage.join(storage_root.url, "out")
@@ -82,14 +82,18 @@ def test_build_end_to_end(storage_root, local_archive, test_secret):
     tiles = read_tiles(catalog, storage_options=opts)
     items = read_item_dicts(catalog, storage_options=opts)
 
-    # plain xarray opens it
+    # the version opens as an xarray dataset; its index group also with plain xarray
     import xarray as xr
 
-    from spectralearth.platform.cube import open_store
+    from spectralearth.platform.cube import locate_version, open_store
 
+    ds = open_cube(cube_url, storage_options=opts, decode=False)
+    assert ds.attrs["spectralearth:version"] == "v1" == report.stages["extract"]["version"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = xr.open_zarr(open_store(cube_url, storage_options=opts, read_only=True), mask_and_scale=False)
+        plain = xr.open_zarr(open_store(locate_version(cube_url, storage_options=opts).index_url, storage_options=opts,
+                                        read_only=True), consolidated=False)
+    np.testing.assert_array_equal(plain["view_patch"].values, ds["view_patch"].values)
     nb = len(SPECTRALEARTH_BANDS)
     assert dict(ds.sizes) == {"view": len(views), "band": nb, "y": 128, "x": 128, "patch": len(patches)}
     assert ds["reflectance"].dtype == np.int16
@@ -141,10 +145,12 @@ def test_build_end_to_end(storage_root, local_archive, test_secret):
     for obj in fs.find(path):
         assert secret not in fs.cat_file(obj), f"secret found in {obj}"
 
-    # committed: not rewritten without overwrite; the progress folder is gone
-    assert not any(k.startswith("_progress") for k in cube_checksums(cube_url, storage_options=opts))
-    with pytest.raises(CubeExistsError):
-        build(archive, out, storage_options=opts, config=config, cluster=ClusterSpec(kind="sync"))
+    # committed: a rebuild of the same archive commits nothing and rewrites nothing
+    before = cube_checksums(cube_url, storage_options=opts)
+    again = build(archive, out, storage_options=opts, config=config, cluster=ClusterSpec(kind="sync"))
+    assert again.stages["extract"]["up_to_date"] and again.stages["extract"]["version"] == "v1"
+    assert cube_checksums(cube_url, storage_options=opts) == before
+    assert [v.id for v in list_versions(cube_url, storage_options=opts)] == ["v1"]
 
 
 def test_build_cli_writes_report(tmp_path, local_archive):
@@ -165,9 +171,12 @@ def test_build_cli_writes_report(tmp_path, local_archive):
     rep = json.loads(res.stdout)
     on_disk = json.loads((out / "build-report.json").read_text())
     assert rep["stages"]["extract"]["views"] == on_disk["stages"]["extract"]["views"] > 0
-    assert (out / "cube.zarr" / "zarr.json").exists()
+    assert (out / "cube.zarr" / "versions" / "00000001.json").exists()
     again = subprocess.run(
-        [CLI, "-q", "build", local_archive, "--out", str(out), "--cluster", "sync"],
+        [CLI, "-q", "build", local_archive, "--out", str(out),
+         "--cluster", "sync", "--max-cloud", "0.6", "--max-cloud-shadow", "0.6", "--max-snow", "1.0"],
         capture_output=True, text=True, env=env, timeout=300,
     )
-    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert again.returncode == 0 and "up to date, nothing committed" in again.stdout, again.stdout[-2000:]
+    listed = subprocess.run([CLI, "versions", str(out / "cube.zarr")], capture_output=True, text=True, env=env, timeout=120)
+    assert listed.returncode == 0 and listed.stdout.count("\nv") + listed.stdout.startswith("v") == 1, listed.stdout

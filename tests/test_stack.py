@@ -83,15 +83,14 @@ def _stack_environment(stack_dir: Path):
 def _cube_contents(cube_url: str) -> dict:
     """Every view of the cube as streamed by PatchStream, with the cube's index arrays (opened with xarray)."""
     import numpy as np
-    import xarray as xr
 
-    from spectralearth.platform.storage import resolve_storage_options
     from spectralearth.platform.stream import PatchStream
 
     samples = list(PatchStream(cube_url, every_view=True, shuffle=False))
     views = {int(x["view"]): (int(x["patch"]), x["image"].numpy().tobytes()) for x in samples}
-    ds = xr.open_zarr(cube_url, storage_options=resolve_storage_options(cube_url), consolidated=False,
-                      mask_and_scale=False)
+    from spectralearth.platform.cube import open_cube
+
+    ds = open_cube(cube_url, decode=False)
     assert ds["reflectance"].shape[0] == len(views) and ds["reflectance"].dtype == np.int16
     first = ds["reflectance"].isel(view=0).values  # the stream and plain xarray agree
     assert first.tobytes() == views[0][1]
@@ -121,7 +120,7 @@ def _build_killing_a_worker(stack_dir: Path, out_url: str) -> bool:
     env = {**_clean_env(), **LocalStack(stack_dir).environment()}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = False
-    lease = f"{out_url}/cube.zarr/_progress/lease.json"
+    lease = f"{out_url}/cube.zarr/builds"  # extraction has started writing its build
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline and not killed:
         if exists(lease):

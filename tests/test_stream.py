@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from spectralearth.platform.cube import open_cube, view_chunk_key
+from spectralearth.platform.cube import locate_version, open_index
+from spectralearth.platform.cube import open_cube as _open_cube
 from spectralearth.platform.normalize import BandNormalize
 from spectralearth.platform.reader import ChunkCorruptError, ChunkMissingError
 from spectralearth.platform.samplecube import SampleCube, write_sample_cube
@@ -19,6 +20,25 @@ from spectralearth.platform.stream import PatchStream
 # small patches keep cube writing fast; the stream does not care about the patch size
 CUBE = SampleCube(n_patches=23, patch_px=32, multi_date_fraction=0.5, max_views=4, seed=11)
 BATCH = 3
+
+
+class _CubeArrays:
+    """A version's arrays as stored: index arrays through zarr, reflectance as int16."""
+
+    def __init__(self, url, storage_options=None):
+        self.index = open_index(url, storage_options=storage_options)
+        self.reflectance = _open_cube(url, storage_options=storage_options, decode=False)["reflectance"].data
+
+    def __getitem__(self, name):
+        return self.reflectance if name == "reflectance" else self.index[name]
+
+
+def open_cube(url, storage_options=None):
+    return _CubeArrays(url, storage_options)
+
+
+def view_chunk_key(view, url, options=None):
+    return locate_version(url, storage_options=options).chunk_key(view)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +194,7 @@ def test_batches_the_consumer_holds_are_never_overwritten(local_cube):
 
 def _break_chunk(url, options, view, data: bytes | None) -> str:
     fs, root = filesystem(url, options)
-    key = view_chunk_key(view)
+    key = view_chunk_key(view, url, options)
     path = join(root, key)
     if data is None:
         fs.rm(path)
@@ -190,7 +210,7 @@ def test_missing_and_corrupt_chunks_raise_naming_patch_view_key(storage_root):
     group = open_cube(url, storage_options=opts)
     patch_of = group["view_patch"][:]
     fs, root = filesystem(url, opts)
-    good = fs.cat_file(join(root, view_chunk_key(1)))
+    good = fs.cat_file(join(root, view_chunk_key(1, url, opts)))
 
     key = _break_chunk(url, opts, 2, None)
     with pytest.raises(ChunkMissingError) as err:
@@ -315,16 +335,16 @@ def test_error_classes_over_https_through_the_segmenting_proxy(s3_server, s3_buc
     assert proxy.endpoint_url.startswith("https://") and proxy.relay is not None
     source = open_source(url, storage_options=options, backend=backend)
     retry = RetryPolicy(attempts=3, base_s=0.01, max_s=0.02)
-    good = read_view(source, 1, patch=0, shape=shape, retry=retry)
+    key = view_chunk_key(1, url)
+    good = read_view(source, 1, patch=0, shape=shape, retry=retry, key=key)
     assert proxy.relay.segments > good.nbytes // 1400 // 4  # bodies arrived in small segments
-    key = view_chunk_key(1)
 
     def attempts(kind: str, error, match: str) -> int:
         proxy.set_kinds((kind,))
         proxy.set_fail_rate(1.0)
         before = proxy.stats()["requests"]
         with pytest.raises(error, match=match) as err:
-            read_view(source, 1, patch=7, shape=shape, retry=retry)
+            read_view(source, 1, patch=7, shape=shape, retry=retry, key=key)
         proxy.set_fail_rate(0.0)
         message = str(err.value)
         assert "patch 7" in message and "view 1" in message and key in message and test_secret not in message
@@ -343,7 +363,7 @@ def test_error_classes_over_https_through_the_segmenting_proxy(s3_server, s3_buc
     proxy.set_kinds(("500", "drop", "truncate", "slowdown"))
     proxy.set_fail_rate(0.5)
     for _ in range(4):
-        assert np.array_equal(read_view(source, 1, patch=0, shape=shape, retry=RetryPolicy(attempts=12, base_s=0.01)),
+        assert np.array_equal(read_view(source, 1, patch=0, shape=shape, retry=RetryPolicy(attempts=12, base_s=0.01), key=key),
                               good)
 
 

@@ -17,17 +17,20 @@ extraction (+ per-band statistics), all on one dask cluster.
 
 Writes under OUT_URL:
   catalog/             STAC tile catalog, overlap graph, combinations, plan
-  cube.zarr            the Zarr v3 patch cube (visible only once complete)
+  cube.zarr            the versioned Zarr v3 patch cube (a build commits one version)
   build-report.json    counts per stage, quarantined products, timings, throughput
 
-Re-running resumes: new products are indexed, finished tiles of an unfinished
-cube are skipped. A committed cube is only replaced with --overwrite.
+Re-running builds on the cube's latest version: new products are indexed, an
+interrupted build is finished where it stopped, views the latest version already
+holds are reused (only new views are read and written), and an unchanged plan
+commits nothing. Older versions stay readable (`spectralearth versions CUBE`).
 
 Examples:
   spectralearth build demo-out/archive --out demo-out
   spectralearth build s3://bucket/enmap --out s3://bucket/spectralearth-v1 --workers 8
 
-Exit codes: 0 cube committed, 1 a stage failed, 2 bad usage, 130 interrupted.
+Exit codes: 0 version committed (or up to date), 1 a stage failed (or another
+build committed first: the error names it), 2 bad usage, 130 interrupted.
 """
 
 
@@ -46,7 +49,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spectralearth.pipelines.build import BuildConfig, build
-    from spectralearth.pipelines.extract import CubeExistsError, LeaseHeldError, PlanMismatchError
+    from spectralearth.pipelines.extract import VersionConflictError
 
     config = BuildConfig(plan=plan_params_from_args(args), extract=extract_params_from_args(args))
     try:
@@ -56,10 +59,9 @@ def run(args: argparse.Namespace) -> int:
             storage_options=_common.storage_options_from_args(args),
             config=config,
             cluster=_common.cluster_spec_from_args(args),
-            overwrite=args.overwrite,
             progress=not args.quiet,
         )
-    except (FileNotFoundError, ValueError, CubeExistsError, LeaseHeldError, PlanMismatchError) as exc:
+    except (FileNotFoundError, ValueError, VersionConflictError) as exc:
         print(f"build: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from spectralearth.platform.cube import open_cube
+from spectralearth.platform.cube import locate_version
 from spectralearth.platform.normalize import BandNormalize
 from spectralearth.platform.order import ShuffleSpec, draw_views, epoch_order, rank_positions
 from spectralearth.platform.order import worker_batches
@@ -90,13 +90,14 @@ def resolve_bands(wavelength: np.ndarray, bands: Sequence[int] | Sequence[tuple[
 class _Index:
     """The small arrays the stream needs, read once (plain numpy, picklable)."""
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None) -> None:
-        group = open_cube(url, storage_options=storage_options)
-        refl = group["reflectance"]
-        if refl.shards is not None:
-            raise ValueError(f"{url}: sharded cubes are not supported by the stream (one object per view expected)")
-        self.n_views, self.n_bands, py, px = refl.shape
-        self.shape = (self.n_bands, py, px)
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None, version: str | int | None = None) -> None:
+        self.location = locate_version(url, version, storage_options=storage_options)
+        self.version = self.location.version.id
+        group = self.location.open_group(storage_options=storage_options)
+        px = int(group.attrs.get("spectralearth:patch_px", 128))
+        self.n_views = self.location.n_views
+        self.n_bands = int(group["band"].shape[0])
+        self.shape = (self.n_bands, px, px)
         self.view_start = np.asarray(group["patch_view_start"][:], np.int64)
         self.view_count = np.asarray(group["patch_view_count"][:], np.int64)
         self.view_patch = np.asarray(group["view_patch"][:], np.int64)
@@ -105,6 +106,10 @@ class _Index:
         self.band_mean = np.asarray(group["band_mean"][:], np.float32)
         self.band_std = np.asarray(group["band_std"][:], np.float32)
         self.n_patches = self.view_start.size
+
+    def chunk_key(self, view: int) -> str:
+        """Object key (relative to the cube) of a view's chunk in this version."""
+        return self.location.chunk_key(view)
 
 
 class _BatchBuffers:
@@ -145,6 +150,7 @@ class PatchStream(IterableDataset):
 
     Args:
         cube_url: cube URL (local path or ``s3://bucket/prefix``).
+        version: the cube version to read (``"v2"``; None: the latest committed when the index is first read).
         mode: ``"single"`` (one view per sample) or ``"pair"`` (two distinct views of
             the same patch; the same view twice for single-date patches).
         every_view: single mode only: iterate every view once per epoch instead of
@@ -176,6 +182,7 @@ class PatchStream(IterableDataset):
         self,
         cube_url: str,
         *,
+        version: str | int | None = None,
         mode: str = "single",
         every_view: bool = False,
         bands: Sequence[int] | Sequence[tuple[float, float]] | None = None,
@@ -203,6 +210,7 @@ class PatchStream(IterableDataset):
         if policy not in ("pad", "drop"):
             raise ValueError(f"policy must be 'pad' or 'drop', got {policy!r}")
         self.cube_url = cube_url
+        self.version = version
         self.mode = mode
         self.every_view = every_view
         self.bands = bands
@@ -274,7 +282,7 @@ class PatchStream(IterableDataset):
     def index(self) -> _Index:
         """The cube's index arrays (read on first use)."""
         if self._index is None:
-            self._index = _Index(self.cube_url, self.storage_options)
+            self._index = _Index(self.cube_url, self.storage_options, self.version)
         return self._index
 
     def _chunks(self):
@@ -457,12 +465,12 @@ class PatchStream(IterableDataset):
             for view, j, t in slots:
                 patch = int(idx.view_patch[view])
                 if band_index is None:
-                    read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=buf[j, t])
+                    read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=buf[j, t], key=idx.chunk_key(view))
                 else:
                     tmp = getattr(scratch, "buf", None)
                     if tmp is None:
                         tmp = scratch.buf = np.empty(shape, dtype=np.int16)
-                    read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=tmp)
+                    read_view(source, view, patch=patch, shape=shape, retry=self.retry, out=tmp, key=idx.chunk_key(view))
                     np.take(tmp, band_index, axis=0, out=buf[j, t])
             return image
 

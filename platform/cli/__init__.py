@@ -19,7 +19,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # Order here is the order in `spectralearth --help`.
-_COMMANDS = ("synth", "index", "overlaps", "combinations", "plan", "extract", "build", "stack", "stream-bench")
+_COMMANDS = ("synth", "index", "overlaps", "combinations", "plan", "extract", "build", "stack", "stream-bench", "labels", "evaluate")
 
 _DESCRIPTION = """\
 SpectralEarth platform: turn an archive of EnMAP L2A tiles into a

@@ -1,0 +1,1 @@
+"""Training on the stream: spectral-adapter backbones, self-supervised objectives, evaluation protocols."""

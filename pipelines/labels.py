@@ -32,6 +32,7 @@ leaves a label cube that readers can open.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Mapping
@@ -200,7 +201,7 @@ def _open_raster(href: str, storage_options):
             ds = rasterio.open(storage.strip_protocol(href))
         else:
             fs, path = storage.filesystem(href, storage_options)
-            ds = rasterio.open(path, opener=fs.open)
+            ds = rasterio.open(path, opener=fs)
     except rasterio.errors.RasterioIOError as exc:
         raise ValueError(f"label product {storage.redact(href)}: not a readable raster ({exc})") from None
     try:
@@ -209,6 +210,13 @@ def _open_raster(href: str, storage_options):
         yield ds
     finally:
         ds.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _transformer(epsg: int, wkt: str):
+    import pyproj
+
+    return pyproj.Transformer.from_crs(pyproj.CRS.from_epsg(epsg), pyproj.CRS.from_wkt(wkt), always_xy=True)
 
 
 def label_patch(datasets, *, epsg: int, x0: float, y0: float, px: int, pixel_m: float = 30.0,
@@ -228,15 +236,21 @@ def label_patch(datasets, *, epsg: int, x0: float, y0: float, px: int, pixel_m: 
     import rasterio
     from rasterio.crs import CRS
     from rasterio.transform import from_origin
-    from rasterio.warp import Resampling, reproject, transform_bounds
+    from rasterio.warp import Resampling, reproject
 
     dst_crs = CRS.from_epsg(int(epsg))
     side = px * pixel_m
     codes = np.full((px, px), _NOCODE, np.int32)
     touched = False
+    t = np.linspace(0.0, side, 21)
+    edge_x = np.concatenate([x0 + t, np.full(21, x0 + side), x0 + t[::-1], np.full(21, x0)])
+    edge_y = np.concatenate([np.full(21, y0), y0 - t, np.full(21, y0 - side), y0 - t[::-1]])
     for ds in datasets:
-        left, bottom, right, top = transform_bounds(dst_crs, ds.crs, x0, y0 - side, x0 + side, y0, densify_pts=21)
+        bx, by = _transformer(int(epsg), ds.crs.to_wkt()).transform(edge_x, edge_y)
+        left, right, bottom, top = np.min(bx), np.max(bx), np.min(by), np.max(by)
         b = ds.bounds
+        if not np.all(np.isfinite([left, right, bottom, top])):
+            continue
         if left >= b.right or right <= b.left or bottom >= b.top or top <= b.bottom:
             continue
         touched = True

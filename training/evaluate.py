@@ -3,7 +3,8 @@
 Protocols (SpectralEarth's):
 
 * ``linear`` - the encoder frozen (weights and batch-norm statistics), only a head trained:
-  a linear layer on the pooled features (multi-label) or a segmentation head (per-pixel);
+  a linear layer on the average-pooled features (multi-label), or a 1x1 convolution (a linear
+  classifier per feature pixel) whose logits are bilinearly upsampled to the patch (segmentation);
 * ``finetune`` - encoder and head trained together;
 * ``adapter`` - only the encoder's spectral adapter (``encoder.adapter``) and the head trained.
 
@@ -165,8 +166,7 @@ def _make_head(task: str, channels: int, n_classes: int):
 
     if task == "multilabel":
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, n_classes))
-    return nn.Sequential(nn.Conv2d(channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                         nn.Conv2d(64, n_classes, 1))
+    return nn.Conv2d(channels, n_classes, 1)  # a linear classifier per feature pixel, upsampled to the patch
 
 
 class _Model:

@@ -17,10 +17,10 @@ Train and score an encoder on the label cube at --labels (from
   finetune  encoder and head trained
   adapter   only the encoder's spectral adapter and the head trained
 
-Each protocol starts from the same encoder: a backbone built by name
-(--backbone adapter|resnet50|vit_s|vit_b|vit_l, random weights) with the
-weights of --weights (a safetensors or torch state dict of that backbone) when
-given. Scores on the test split: multilabel micro/macro F1, segmentation mIoU
+Each protocol starts from the same encoder: an exported encoder (--encoder
+DIR, as written by `spectralearth train`: encoder.safetensors + encoder.json),
+or a backbone built by name with random weights (--backbone
+adapter|resnet50|vit_s|vit_b|vit_l), the baseline a pretrained encoder must beat. Scores on the test split: multilabel micro/macro F1, segmentation mIoU
 and pixel accuracy. Results go to --out as JSON; `python
 benchmarks/report_eval.py` turns result files into the table in
 docs/evaluation.md.
@@ -36,8 +36,8 @@ def register(sub) -> None:
                        description=_DESCRIPTION, formatter_class=_common.HelpFormatter)
     p.add_argument("cube", metavar="CUBE_URL", help="the patch cube")
     p.add_argument("--labels", required=True, metavar="URL", help="the label cube")
-    p.add_argument("--backbone", default="adapter", help="backbone name (see spectralearth.training.backbones)")
-    p.add_argument("--weights", default=None, metavar="FILE", help="encoder weights (.safetensors or torch state dict)")
+    p.add_argument("--encoder", default=None, metavar="DIR", help="an exported encoder (its folder)")
+    p.add_argument("--backbone", default="adapter", help="without --encoder: backbone built by name with random weights")
     p.add_argument("--protocols", default="linear,finetune,adapter", metavar="LIST", help="comma-separated protocols")
     p.add_argument("--epochs", type=int, default=5, help="passes over the training split")
     p.add_argument("--batch-size", type=int, default=8, help="patches per step")
@@ -53,22 +53,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_encoder(name: str, in_bands: int, weights: str | None):
-    """Build backbone ``name`` for ``in_bands`` bands and load ``weights`` into it (when given)."""
-    import torch
+def make_encoder(args: argparse.Namespace, in_bands: int):
+    """The exported encoder of ``--encoder``, or backbone ``--backbone`` with random weights; and its name."""
+    from spectralearth.training import build_backbone, load_encoder
 
-    from spectralearth.training.backbones import build_backbone
-
-    enc = build_backbone(name, in_bands)
-    if weights:
-        if weights.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(weights)
-        else:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        enc.load_state_dict(state)
-    return enc
+    if args.encoder:
+        enc = load_encoder(args.encoder)
+        return enc, f"{enc.export_config['backbone']['name']} ({args.encoder})"
+    return build_backbone(args.backbone, in_bands), f"{args.backbone} (random init)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
         params = EvalParams(epochs=args.epochs, batch_size=args.batch_size, lr_head=args.lr_head, lr_encoder=args.lr_encoder,
                             split=args.split, views=args.views, crop_px=args.crop, seed=args.seed, device=args.device)
         bands = int(open_cube(args.cube, storage_options=opts)["reflectance"].shape[1])
-        encoder = load_encoder(args.backbone, bands, args.weights)
+        encoder, name = make_encoder(args, bands)
         res = evaluate_encoder(args.cube, args.labels, encoder=encoder, protocols=[p.strip() for p in args.protocols.split(",") if p.strip()],
-                               params=params, encoder_name=args.backbone, storage_options=opts, out_json=args.out,
+                               params=params, encoder_name=name, storage_options=opts, out_json=args.out,
                                progress=not args.quiet)
     except (CubeNotCommittedError, FileNotFoundError, ValueError, KeyError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)

@@ -45,6 +45,12 @@ ABOUT = {
         "python benchmarks/bench_gateway.py --cube-on local",
         "The same, with the cube on local disk so that only the workers compete for the 2 cores.",
     ),
+    "eval": (
+        "Downstream benchmarks end to end (CPU)",
+        "python benchmarks/bench_eval.py",
+        "Synthetic archive -> cube -> CORINE/CDL/NLCD-like label cubes -> linear / finetune / adapter protocols; "
+        "the table is in docs/evaluation.md (python benchmarks/report_eval.py).",
+    ),
 }
 
 

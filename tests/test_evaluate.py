@@ -1,8 +1,9 @@
 """Evaluation protocols: metrics against hand-worked cases; what each protocol trains; learning on a real label cube.
 
 The label cube comes from the real pairing job over a small cube whose spectra follow its
-labels (corn and soybeans have different spectra), so a head on even a random spectral
-adapter can learn them; the encoders are the project's backbones.
+labels (corn and soybeans have different spectra). The protocol tests use a small encoder
+that keeps the backbone contract (``.adapter``, ``.out_channels``, feature maps); the
+project's spectral adapter runs every protocol in tests/test_labels_e2e.py.
 """
 
 from __future__ import annotations
@@ -159,8 +160,8 @@ def test_protocols_train_only_their_parts_and_learn(labelled):
 
 
 @pytest.mark.slow
-def test_multilabel_protocols_and_the_real_adapter(labelled, tmp_path):
-    params = EvalParams(epochs=4, batch_size=6, lr_head=1e-2, lr_encoder=3e-3, device="cpu", seed=0)
+def test_multilabel_protocols(labelled, tmp_path):
+    params = EvalParams(epochs=3, batch_size=6, lr_head=1e-2, lr_encoder=3e-3, device="cpu", seed=0)
     out = tmp_path / "res.json"
     torch.manual_seed(0)
     res = evaluate_encoder(labelled["cube"], labelled["multilabel"], encoder=TinyEncoder(), params=params,
@@ -170,10 +171,7 @@ def test_multilabel_protocols_and_the_real_adapter(labelled, tmp_path):
         assert 0.0 <= r["test"]["f1_macro"] <= 1.0 and 0.0 <= r["test"]["f1_micro"] <= 1.0, name
         assert np.mean(r["losses"][-5:]) < np.mean(r["losses"][:5]), name
     assert max(r["test"]["f1_micro"] for r in res["protocols"].values()) > 0.7
-    # the project's spectral adapter goes through the same protocol (one short epoch)
-    one = evaluate_encoder(labelled["cube"], labelled["multilabel"], encoder=build_backbone("adapter", BANDS),
-                           protocols=["adapter"], params=EvalParams(epochs=1, batch_size=10, device="cpu"))
-    assert one["protocols"]["adapter"]["trainable_params"] == 56_192 + 128 * 14 + 14
+    assert res["protocols"]["adapter"]["trainable_params"] == sum(p.numel() for p in TinyEncoder().adapter.parameters()) + 16 * 14 + 14
 
 
 def test_bad_arguments(labelled):

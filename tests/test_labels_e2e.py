@@ -32,7 +32,7 @@ def test_archive_to_metrics_table(pixel_archive, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     g = open_label_cube(labels)
     status = np.asarray(g["status"][:])
-    assert report["kept"] == int((status == 0).sum()) >= 6
+    assert report["kept"] == int((status == 0).sum()) >= 4
     assert report["kept"] + report["dropped_low_labelled"] + report["dropped_outside"] == report["patches"]
     res = str(tmp_path / "eval.json")
     assert main(["-q", "evaluate", cube, "--labels", labels, "--backbone", "adapter", "--epochs", "1", "--batch-size", "8",

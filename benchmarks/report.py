@@ -45,6 +45,12 @@ ABOUT = {
         "python benchmarks/bench_gateway.py --cube-on local",
         "The same, with the cube on local disk so that only the workers compete for the 2 cores.",
     ),
+    "train_gpu": (
+        "Training throughput on a GPU",
+        "python benchmarks/bench_train_gpu.py",
+        "ViT-S with MoCo and with MAE at batch 64, bfloat16, streaming a 128 px, 202-band cube from a SeaweedFS S3 "
+        "server on the GPU machine: samples/s and the share of step time spent waiting for data (median, p10/p90).",
+    ),
     "eval": (
         "Downstream benchmarks end to end (CPU)",
         "python benchmarks/bench_eval.py",

@@ -93,6 +93,12 @@ ABOUT = {
         "python benchmarks/bench_cube.py --skip grow --no-tls",
         "The same reads and writes with SeaweedFS over plain HTTP on loopback (an earlier run of the same script).",
     ),
+    "eval": (
+        "Downstream benchmarks end to end (CPU)",
+        "python benchmarks/bench_eval.py",
+        "Synthetic archive -> cube -> CORINE/CDL/NLCD-like label cubes -> linear / finetune / adapter protocols; "
+        "the table is in docs/evaluation.md (python benchmarks/report_eval.py).",
+    ),
 }
 
 

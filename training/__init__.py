@@ -4,6 +4,7 @@
   (:func:`~.backbones.build_backbone`).
 * :mod:`.export`: an encoder as safetensors + JSON config, loaded back with one call
   (:func:`~.export.load_encoder`).
+* :mod:`.evaluate`: downstream protocols on a label cube (:func:`~.evaluate.evaluate_encoder`).
 """
 
 from spectralearth.training.backbones import BACKBONES, SpectralAdapter, build_backbone

@@ -20,7 +20,7 @@ __all__ = ["main", "build_parser"]
 
 # Order here is the order in `spectralearth --help`.
 _COMMANDS = ("synth", "index", "overlaps", "combinations", "plan", "extract", "build", "versions", "stack", "stream-bench",
-             "train")
+             "train", "labels", "evaluate")
 
 _DESCRIPTION = """\
 SpectralEarth platform: turn an archive of EnMAP L2A tiles into a

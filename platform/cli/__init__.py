@@ -19,7 +19,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # Order here is the order in `spectralearth --help`.
-_COMMANDS = ("synth", "index", "overlaps", "combinations", "plan", "extract", "build", "stack", "stream-bench")
+_COMMANDS = ("synth", "index", "overlaps", "combinations", "plan", "extract", "build", "stack", "stream-bench", "publish", "serve", "export-patch")
 
 _DESCRIPTION = """\
 SpectralEarth platform: turn an archive of EnMAP L2A tiles into a
@@ -34,6 +34,8 @@ Typical flow:
     spectralearth plan --catalog OUT/catalog               #   patch windows and views
     spectralearth extract --catalog OUT/catalog --cube OUT/cube.zarr
   spectralearth stream-bench OUT/cube.zarr                 # what the training loader gets
+  spectralearth publish --cube OUT/cube.zarr --catalog OUT/catalog   # patch STAC items
+  spectralearth serve --catalog OUT/catalog                # STAC API + browser on 127.0.0.1:8080
 
 URLs are local paths or fsspec URLs (s3://bucket/prefix). S3 credentials come
 from the standard AWS environment/config chain; an S3-compatible endpoint from

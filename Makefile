@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	# CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q "torch==2.13.0"
 	$(PIP) install -q -e ".[test,gateway,stream]"
+	# STAC API, pgstac and the browser test: Debian PostgreSQL/PostGIS/Chromium, then the Python side
+	sh infra/pgstac/install-system-deps.sh
+	$(PIP) install -q -e ".[stac,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -30,6 +30,7 @@ __all__ = ["BACKENDS", "ServeConfig", "create_app", "load_pgstac", "served_colle
 BACKENDS = ("geoparquet", "pgstac")
 GEOPARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 _DUCKDB_EXTENSIONS = ("spatial", "icu", "parquet", "json")
+STAC_VERSION = "1.1.0"
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,9 @@ def _geoparquet_api(config: ServeConfig, settings_kw: dict, storage_options):
     with open(path, "w") as f:
         json.dump(collections, f)
     settings = Settings(stac_fastapi_collections_href=path, stac_fastapi_collections_reload_seconds=10**9, **settings_kw)
-    return create(settings=settings, duckdb_client=_duckdb_client())
+    api = create(settings=settings, duckdb_client=_duckdb_client())
+    api.client.stac_version = STAC_VERSION
+    return api
 
 
 def _pgstac_api(config: ServeConfig, settings_kw: dict):
@@ -184,6 +187,7 @@ def _pgstac_api(config: ServeConfig, settings_kw: dict):
         search_get_request_model=create_get_request_model(search_ext),
         search_post_request_model=post_model,
         health_check=health_check,
+        stac_version=STAC_VERSION,
     )
 
 

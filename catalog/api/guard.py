@@ -3,15 +3,16 @@
 A pure ASGI middleware (the POST body is read once and handed on unchanged):
 
 * only GET, HEAD and OPTIONS, and POST to ``.../search``; anything else is 405;
-* ``limit`` (query parameter, or ``limit`` of a POST search body) must be an integer in
-  ``1..max_limit``, else 400 with a message naming the parameter;
+* ``limit`` (query parameter, or ``limit`` of a POST search body) must be a positive
+  integer, else 400 with a message naming the parameter; a larger one than ``max_limit``
+  is lowered to ``max_limit`` (as OGC API Features allows: the page says how many it holds);
 * a POST body larger than :data:`MAX_BODY` bytes is 413.
 """
 
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 __all__ = ["MAX_BODY", "add_guards"]
 
@@ -24,16 +25,19 @@ def _error(status: int, code: str, description: str):
     return status, headers, body
 
 
-def _check_limit(value, max_limit: int) -> str | None:
+def _check_limit(value) -> tuple[int | None, str | None]:
+    """``(limit, None)`` for a positive integer, else ``(None, message)``."""
     try:
+        if isinstance(value, bool) or isinstance(value, float):
+            raise ValueError
         n = int(value)
-        if isinstance(value, float) or str(value).strip() != str(n):
+        if str(value).strip() != str(n):
             raise ValueError
     except (TypeError, ValueError):
-        return f"parameter 'limit' must be an integer, got {value!r}"
-    if not 1 <= n <= max_limit:
-        return f"parameter 'limit' must lie in 1..{max_limit}, got {n}"
-    return None
+        return None, f"parameter 'limit' must be a positive integer, got {value!r}"
+    if n < 1:
+        return None, f"parameter 'limit' must be a positive integer, got {n}"
+    return n, None
 
 
 class Guard:
@@ -56,9 +60,12 @@ class Guard:
             return await self._reply(send, *_error(405, "MethodNotAllowed", f"{method} {path}: this API is read-only"))
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         if "limit" in query:
-            problem = _check_limit(query["limit"][-1], self.max_limit)
+            n, problem = _check_limit(query["limit"][-1])
             if problem:
                 return await self._reply(send, *_error(400, "InvalidParameter", problem))
+            if n > self.max_limit:
+                query["limit"] = [str(self.max_limit)]
+                scope = {**scope, "query_string": urlencode(query, doseq=True).encode("latin-1")}
         if method != "POST":
             return await self.app(scope, receive, send)
         chunks, size = [], 0
@@ -80,9 +87,14 @@ class Guard:
             except ValueError:
                 return await self._reply(send, *_error(400, "InvalidParameter", "the search body is not JSON"))
             if isinstance(doc, dict) and doc.get("limit") is not None:
-                problem = _check_limit(doc["limit"], self.max_limit)
+                n, problem = _check_limit(doc["limit"])
                 if problem:
                     return await self._reply(send, *_error(400, "InvalidParameter", problem))
+                if n > self.max_limit:
+                    doc["limit"] = self.max_limit
+                    body = json.dumps(doc).encode()
+                    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+                    scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
         sent = False
 
         async def replay():

@@ -45,6 +45,18 @@ ABOUT = {
         "python benchmarks/bench_gateway.py --cube-on local",
         "The same, with the cube on local disk so that only the workers compete for the 2 cores.",
     ),
+    "publish": (
+        "Publishing the patch items at full scale",
+        "python benchmarks/bench_publish.py --workdir DIR",
+        "`publish_patches` (no thumbnails) of every patch of the full-archive footprint simulation, from a cube holding the "
+        "plan's index arrays and no pixels; against pystac's own static-catalog save of 10,000 of those items in the same run.",
+    ),
+    "search": (
+        "STAC API search latency, both backends",
+        "python benchmarks/bench_search.py --workdir DIR",
+        "Bounded load on loopback over the full-scale patch items: bbox + datetime with limit 100 (half the boxes with no "
+        "patch) and item by id, on the embedded geoparquet backend and on pgstac.",
+    ),
 }
 
 

@@ -1,0 +1,159 @@
+"""Benchmark: publishing the patch items of the full-archive simulation, against pystac's static save.
+
+The footprint-only simulation of SpectralEarth's archive (11,636 tiles, as in
+``bench_plan.py``) is planned; its plan becomes a *footprint-only cube*: every index
+array of the cube contract (patch grid, views, times, tiles, bands) and no pixel chunk.
+``publish_patches`` then writes one item per patch without thumbnails (Hilbert-sorted
+stac-geoparquet). The peer, measured in the same run: pystac's own static catalog of
+10,000 of those items (``Catalog.add_items`` + ``normalize_hrefs`` + ``save``
+SELF_CONTAINED), reported as items per second and as a ratio.
+
+Writes ``benchmarks/results/publish.json``; keeps the published catalog in the workdir
+for ``bench_search.py``.
+Run: ``python benchmarks/bench_publish.py --workdir DIR [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import PeakRSS, write_result  # noqa: E402
+
+VERSION = "footprints-0001"
+
+
+def ensure_plan(work: Path, tiles: int, seed: int) -> Path:
+    """The footprint-only archive, its catalog and plan (made once, kept in ``work``)."""
+    from spectralearth.catalog import index_archive
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.pipelines.combinations import combinations_job
+    from spectralearth.pipelines.overlaps import overlaps_job
+    from spectralearth.pipelines.plan import PlanParams, plan_job
+    from spectralearth.platform.cluster import ClusterSpec
+
+    catalog = work / "catalog"
+    if (catalog / "patches.parquet").exists() or (work / "done").exists():
+        return catalog
+    if not (work / "archive.done").exists():
+        synthesize_archive(str(work / "archive"), SynthConfig(tiles=tiles, footprints_only=True, seed=seed))
+        (work / "archive.done").write_text("ok")
+    sync = ClusterSpec(kind="sync")
+    index_archive(str(work / "archive"), catalog_url=str(catalog), cluster=sync)
+    overlaps_job(str(catalog), cluster=sync)
+    combinations_job(str(catalog), cluster=sync)
+    plan_job(str(catalog), params=PlanParams(), cluster=sync)
+    return catalog
+
+
+def footprint_cube(catalog: Path, url: str) -> tuple[int, int]:
+    """Write a committed cube with the plan's index arrays and no pixels; returns (patches, views)."""
+    import numpy as np
+
+    from spectralearth.catalog.synth.spectra import band_table
+    from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS
+    from spectralearth.pipelines.plan import read_plan
+    from spectralearth.platform.cube import CubeSpec, commit_cube, create_cube_arrays, write_index_array
+
+    patches, views = read_plan(str(catalog))
+    wl, fwhm = band_table()
+    sel = np.asarray(SPECTRALEARTH_BANDS) - 1
+    spec = CubeSpec(n_views=len(views), n_patches=len(patches), wavelength_nm=tuple(float(w) for w in wl[sel]),
+                    fwhm_nm=tuple(float(f) for f in fwhm[sel]), band_numbers=tuple(SPECTRALEARTH_BANDS))
+    create_cube_arrays(url, spec)
+    arrays = {
+        "view_patch": views["patch"].to_numpy(np.int64),
+        "view_time": views["datetime"].dt.tz_localize(None).to_numpy("datetime64[us]") if views["datetime"].dt.tz is not None else views["datetime"].to_numpy("datetime64[us]"),
+        "view_tile": views["tile"].to_numpy(np.int32),
+        "patch_view_start": patches["view_start"].to_numpy(np.int64),
+        "patch_view_count": patches["n_views"].to_numpy(np.int16),
+        "patch_crs": patches["crs"].to_numpy(np.int32),
+        "patch_x0": patches["x0"].to_numpy(np.float64),
+        "patch_y0": patches["y0"].to_numpy(np.float64),
+        "patch_lon": patches["lon"].to_numpy(np.float64),
+        "patch_lat": patches["lat"].to_numpy(np.float64),
+    }
+    for name, values in arrays.items():
+        write_index_array(url, name, values)
+    commit_cube(url, {"spectralearth:version": VERSION, "spectralearth:patch_px": 128, "spectralearth:source_catalog": str(catalog),
+                      "spectralearth:footprints_only": True})
+    return len(patches), len(views)
+
+
+def pystac_static_save(items: list[dict], out: str) -> float:
+    """Seconds for pystac to save ``items`` as a self-contained static catalog."""
+    import pystac
+
+    t = time.perf_counter()
+    cat = pystac.Catalog(id="peer", description="pystac static catalog peer")
+    cat.add_items([pystac.Item.from_dict(it) for it in items])
+    cat.normalize_hrefs(out)
+    cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", required=True, help="keeps the archive, plan, cube and published catalog (reused by bench_search.py)")
+    ap.add_argument("--tiles", type=int, default=11_636)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=3, help="publish rounds (median reported)")
+    ap.add_argument("--peer-items", type=int, default=10_000)
+    args = ap.parse_args()
+
+    from spectralearth.catalog.patches import publish_patches, read_patch_items
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    catalog = ensure_plan(work, args.tiles, args.seed)
+    prep_s = time.perf_counter() - t
+    cube = str(work / "cube-footprints.zarr")
+    if not (Path(cube) / "zarr.json").exists():
+        shutil.rmtree(cube, ignore_errors=True)
+        footprint_cube(catalog, cube)
+    rounds = []
+    with PeakRSS() as rss:
+        for r in range(args.rounds):
+            shutil.rmtree(catalog / "patches", ignore_errors=True)
+            rep = publish_patches(cube, str(catalog), thumbnails=False)
+            rounds.append(rep.to_dict())
+            print(f"round {r}: {rep.items} items in {rep.seconds:.1f} s {rep.stages}", flush=True)
+    items = read_patch_items(str(catalog))[: args.peer_items]
+    peer = []
+    for _ in range(max(1, args.rounds)):
+        with tempfile.TemporaryDirectory(prefix="bench-pystac-") as tmp:
+            peer.append(pystac_static_save(items, tmp))
+    secs = [r["seconds"] for r in rounds]
+    n = rounds[-1]["items"]
+    ours = n / statistics.median(secs)
+    theirs = len(items) / statistics.median(peer)
+    result = {
+        "items": n,
+        "views": rounds[-1]["views"],
+        "files": rounds[-1]["files"],
+        "publish_s": {"median": round(statistics.median(secs), 2), "min": round(min(secs), 2), "max": round(max(secs), 2), "rounds": secs},
+        "publish_stages_s": rounds[-1]["stages"],
+        "publish_items_per_s": round(ours, 1),
+        "target_s": 120,
+        "peer": {"what": "pystac Catalog.add_items + normalize_hrefs + save(SELF_CONTAINED)", "items": len(items),
+                 "seconds": [round(p, 2) for p in peer], "items_per_s": round(theirs, 1)},
+        "ratio_items_per_s_vs_pystac": round(ours / theirs, 1),
+        "peak_rss_gb": round(rss.peak_total / 2**30, 2),
+        "prep_s": round(prep_s, 1),
+    }
+    path = write_result("publish", result)
+    print(path)
+    for k in ("items", "publish_s", "publish_items_per_s", "peer", "ratio_items_per_s_vs_pystac", "peak_rss_gb"):
+        print(f"{k:>30}: {result[k]}")
+
+
+if __name__ == "__main__":
+    main()

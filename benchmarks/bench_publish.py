@@ -87,6 +87,51 @@ def footprint_cube(catalog: Path, url: str) -> tuple[int, int]:
     return len(patches), len(views)
 
 
+def scattered_cube(url: str, n_patches: int, n_views: int, seed: int) -> tuple[int, int]:
+    """A footprint-only cube of ``n_patches`` patches scattered over land (the synthetic archive's land
+    mask) with ``n_views`` views in all, on UTM grids; the stand-in for the plan when it is not at hand."""
+    import numpy as np
+    from pyproj import Transformer
+
+    from spectralearth.catalog.synth.land import sample_land
+    from spectralearth.catalog.synth.spectra import band_table
+    from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS
+    from spectralearth.platform.cube import CubeSpec, commit_cube, create_cube_arrays, write_index_array
+
+    rng = np.random.default_rng([seed, 0x9B])
+    lon, lat = sample_land(rng, n_patches)
+    zone = np.floor((lon + 180) / 6).astype(int) % 60 + 1
+    crs = np.where(lat >= 0, 32600, 32700) + zone
+    x0, y0 = np.zeros(n_patches), np.zeros(n_patches)
+    for c in np.unique(crs):
+        sel = crs == c
+        x, y = Transformer.from_crs(4326, int(c), always_xy=True).transform(lon[sel], lat[sel])
+        x0[sel], y0[sel] = np.round(x / 30) * 30 - 1920, np.round(y / 30) * 30 + 1920
+    extra = n_views - n_patches  # spread over ~16 % of the patches, 2-4 views each (the plan's shape)
+    counts = np.ones(n_patches, np.int64)
+    multi = rng.choice(n_patches, size=min(n_patches, max(1, extra // 2)), replace=False)
+    np.add.at(counts, multi, 1)
+    rest = n_views - counts.sum()
+    if rest > 0:
+        np.add.at(counts, rng.choice(multi, size=rest), 1)
+    vp = np.repeat(np.arange(n_patches), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    vt = np.datetime64("2022-04-01T10:00:00", "us") + rng.integers(0, 1000 * 86400, vp.size).astype("timedelta64[s]").astype("timedelta64[us]")
+    wl, fwhm = band_table()
+    sel = np.asarray(SPECTRALEARTH_BANDS) - 1
+    spec = CubeSpec(n_views=int(vp.size), n_patches=n_patches, wavelength_nm=tuple(float(w) for w in wl[sel]),
+                    fwhm_nm=tuple(float(f) for f in fwhm[sel]), band_numbers=tuple(SPECTRALEARTH_BANDS))
+    create_cube_arrays(url, spec)
+    arrays = {"view_patch": vp, "view_time": vt, "view_tile": rng.integers(0, 11636, vp.size).astype(np.int32),
+              "patch_view_start": starts, "patch_view_count": counts.astype(np.int16), "patch_crs": crs.astype(np.int32),
+              "patch_x0": x0, "patch_y0": y0, "patch_lon": lon, "patch_lat": lat}
+    for name, values in arrays.items():
+        write_index_array(url, name, values)
+    commit_cube(url, {"spectralearth:version": VERSION, "spectralearth:patch_px": 128, "spectralearth:footprints_only": True,
+                      "spectralearth:layout": "scattered"})
+    return n_patches, int(vp.size)
+
+
 def pystac_static_save(items: list[dict], out: str) -> float:
     """Seconds for pystac to save ``items`` as a self-contained static catalog."""
     import pystac
@@ -106,6 +151,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=3, help="publish rounds (median reported)")
     ap.add_argument("--peer-items", type=int, default=10_000)
+    ap.add_argument("--layout", choices=("plan", "scattered"), default="plan",
+                    help="plan: the full-archive simulation's plan; scattered: as many patches and views "
+                         "(431,101 / 519,193, from results/plan.json) scattered over land, when the plan is not at hand")
     args = ap.parse_args()
 
     from spectralearth.catalog.patches import publish_patches, read_patch_items
@@ -113,12 +161,22 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    catalog = ensure_plan(work, args.tiles, args.seed)
+    cube = str(work / f"cube-footprints-{args.layout}.zarr")
+    if args.layout == "plan":
+        catalog = ensure_plan(work, args.tiles, args.seed)
+        if not (Path(cube) / "zarr.json").exists():
+            shutil.rmtree(cube, ignore_errors=True)
+            footprint_cube(catalog, cube)
+    else:
+        import json
+
+        plan = json.loads((Path(__file__).resolve().parent / "results" / "plan.json").read_text())
+        catalog = work / "catalog-scattered"
+        catalog.mkdir(exist_ok=True)
+        if not (Path(cube) / "zarr.json").exists():
+            shutil.rmtree(cube, ignore_errors=True)
+            scattered_cube(cube, int(plan["patches"]), int(plan["views"]), args.seed)
     prep_s = time.perf_counter() - t
-    cube = str(work / "cube-footprints.zarr")
-    if not (Path(cube) / "zarr.json").exists():
-        shutil.rmtree(cube, ignore_errors=True)
-        footprint_cube(catalog, cube)
     rounds = []
     with PeakRSS() as rss:
         for r in range(args.rounds):
@@ -136,6 +194,7 @@ def main() -> None:
     ours = n / statistics.median(secs)
     theirs = len(items) / statistics.median(peer)
     result = {
+        "layout": args.layout,
         "items": n,
         "views": rounds[-1]["views"],
         "files": rounds[-1]["files"],
@@ -149,7 +208,7 @@ def main() -> None:
         "peak_rss_gb": round(rss.peak_total / 2**30, 2),
         "prep_s": round(prep_s, 1),
     }
-    path = write_result("publish", result)
+    path = write_result("publish" if args.layout == "plan" else "publish_scattered", result)
     print(path)
     for k in ("items", "publish_s", "publish_items_per_s", "peer", "ratio_items_per_s_vs_pystac", "peak_rss_gb"):
         print(f"{k:>30}: {result[k]}")

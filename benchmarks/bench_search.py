@@ -114,14 +114,15 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=1, help="concurrent client threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backends", default="geoparquet,pgstac")
+    ap.add_argument("--layout", choices=("plan", "scattered"), default="plan", help="which catalog of bench_publish.py")
     args = ap.parse_args()
 
     from spectralearth.catalog.api import PgstacServer, ServeConfig, create_app, load_pgstac
     from spectralearth.catalog.api.thread import ServerThread
 
-    catalog = str(Path(args.workdir) / "catalog")
+    catalog = str(Path(args.workdir) / ("catalog" if args.layout == "plan" else "catalog-scattered"))
     queries = _queries(catalog, args.requests, args.seed)
-    result = {"requests_per_kind": args.requests, "clients": args.clients, "target_p95_ms": 150, "backends": {}}
+    result = {"layout": args.layout, "requests_per_kind": args.requests, "clients": args.clients, "target_p95_ms": 150, "backends": {}}
     for backend in args.backends.split(","):
         print(backend, flush=True)
         pg = None
@@ -147,7 +148,7 @@ def main() -> None:
             os.environ.update(saved)
             if pg:
                 pg.stop()
-    path = write_result("search", result)
+    path = write_result("search" if args.layout == "plan" else "search_scattered", result)
     print(path)
 
 

@@ -51,6 +51,16 @@ ABOUT = {
         "`publish_patches` (no thumbnails) of every patch of the full-archive footprint simulation, from a cube holding the "
         "plan's index arrays and no pixels; against pystac's own static-catalog save of 10,000 of those items in the same run.",
     ),
+    "publish_scattered": (
+        "Publishing the patch items at full scale (scattered layout)",
+        "python benchmarks/bench_publish.py --workdir DIR --layout scattered",
+        "As above, with the plan's counts of patches and views (431,101 / 519,193) scattered over land instead of the plan itself.",
+    ),
+    "search_scattered": (
+        "STAC API search latency, both backends (scattered layout)",
+        "python benchmarks/bench_search.py --workdir DIR --layout scattered",
+        "As below, over the scattered-layout items of `bench_publish.py --layout scattered`.",
+    ),
     "search": (
         "STAC API search latency, both backends",
         "python benchmarks/bench_search.py --workdir DIR",

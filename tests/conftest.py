@@ -152,8 +152,10 @@ def patch_catalog(tmp_path_factory):
     """A catalog with published patch items, shared by the publish, API and browser tests.
 
     A footprint-only tile catalog of 100 synthetic tiles (seed 5) and, beside it, the items
-    and thumbnails of a 202-band sample cube of 90 patches (~160 views, quick pixels,
-    nodata corners on every third view) whose views name those tiles.
+    and thumbnails of a sample cube of 90 patches (~160 views, quick pixels, nodata
+    corners on every third view) whose views name those tiles. It stores every 5th of
+    SpectralEarth's 202 bands (41 bands, 418-2445 nm), which keeps writing it to seconds;
+    publishing reads the bands (and picks those nearest 640/550/460 nm) from the cube either way.
     """
     from types import SimpleNamespace
 
@@ -169,7 +171,9 @@ def patch_catalog(tmp_path_factory):
     index_archive(str(root / "archive"), catalog_url=catalog, cluster=ClusterSpec(kind="sync"))
     cube = str(root / "cube.zarr")
     version = "20260101T000000-sample01"
-    cfg = SampleCube(n_patches=90, quick=True, seed=3)
+    from spectralearth.platform.samplecube import SPECTRALEARTH_BANDS
+
+    cfg = SampleCube(n_patches=90, quick=True, seed=3, bands=SPECTRALEARTH_BANDS[::5])
     write_sample_cube(cube, cfg, attrs={"spectralearth:version": version})
     report = publish_patches(cube, catalog)
     return SimpleNamespace(root=root, catalog=catalog, cube=cube, version=version, cfg=cfg, report=report)

@@ -88,6 +88,7 @@ def test_browse_page_in_chromium(served, patch_catalog):
         assert page.get_attribute("#spectrum", "data-row") == "100" and page.get_attribute("#spectrum", "data-col") == "64"
         lines = page.eval_on_selector_all("#spectrum polyline.view-line", "els => [...new Set(els.map(e => e.dataset.datetime))]")
         assert sorted(lines) == sorted(want)
+        page.locator("#spectrum").scroll_into_view_if_needed()
         _shot(page, "browser-item.png")
         with page.expect_download(timeout=60000) as dl:
             page.click("#download")

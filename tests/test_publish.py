@@ -66,7 +66,8 @@ def test_items_describe_every_patch(patch_catalog):
         lon, lat = Transformer.from_crs(int(crs[p]), 4326, always_xy=True).transform(x0[p] + 1920, y0[p] - 1920)
         w, so, e, no = it["bbox"]
         assert w < lon < e and so < lat < no
-        validate_item(it)
+        # stored items carry no links (the API adds them); a collection link is what STAC 1.1 requires beside `collection`
+        validate_item({**it, "links": [{"rel": "collection", "href": "../../collection.json", "type": "application/json"}]})
     coll = json.loads(storage.read_bytes(storage.join(pc.catalog, "patches", "collection.json")))
     validate_collection(coll)
     assert len(coll["bands"]) == ds.sizes["band"] == len(pc.cfg.bands) and coll["cube:dimensions"]["wavelength"]["values"][0] == pytest.approx(float(ds["wavelength"][0]), abs=1e-3)
@@ -201,3 +202,21 @@ def test_bad_input_is_named(patch_catalog, tmp_path):
         pixel_spectra(item, 128, 0)
     buf = io.BytesIO()
     assert export_patch(item, buf) == len(patch_catalog.cfg.bands) * item["properties"]["spectralearth:view_count"]
+
+
+def test_column_wise_table_equals_stac_geoparquet_conversion(patch_catalog):
+    """The fast column-wise items table holds exactly what stac-geoparquet makes of the item dicts."""
+    import pyarrow as pa
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, stac_table_to_items
+
+    from spectralearth.catalog.patches import _footprints, items_table, patch_item_dicts, read_cube_index
+
+    index = read_cube_index(patch_catalog.cube)
+    fp = _footprints(index)
+    order = np.random.default_rng(1).permutation(len(index.view_start))
+    thumb = lambda iid: f"thumbs/{iid}.png"  # noqa: E731
+    ids = [f"T{i:03d}" for i in range(100)]
+    dicts = list(patch_item_dicts(index, cube_href="cube.zarr", tile_ids=ids, thumbnail_href=thumb, patches=order, footprints=fp))
+    via_dicts = [dict(it) for it in stac_table_to_items(pa.Table.from_batches(list(parse_stac_items_to_arrow(dicts))))]
+    table = items_table(index, order, cube_href="cube.zarr", footprints=fp, tile_ids=ids, thumbnail_href=thumb)
+    assert [dict(it) for it in stac_table_to_items(table)] == via_dicts

@@ -16,6 +16,7 @@ Run: ``python benchmarks/bench_publish.py --workdir DIR [--rounds 3]``.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -132,16 +133,16 @@ def scattered_cube(url: str, n_patches: int, n_views: int, seed: int) -> tuple[i
     return n_patches, int(vp.size)
 
 
-def pystac_static_save(items: list[dict], out: str) -> float:
-    """Seconds for pystac to save ``items`` as a self-contained static catalog."""
+def pystac_static_save(items: list[dict], out: str) -> tuple[float, float]:
+    """(wall, CPU) seconds for pystac to save ``items`` as a self-contained static catalog."""
     import pystac
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     cat = pystac.Catalog(id="peer", description="pystac static catalog peer")
     cat.add_items([pystac.Item.from_dict(it) for it in items])
     cat.normalize_hrefs(out)
     cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - cpu
 
 
 def main() -> None:
@@ -181,8 +182,9 @@ def main() -> None:
     with PeakRSS() as rss:
         for r in range(args.rounds):
             shutil.rmtree(catalog / "patches", ignore_errors=True)
+            cpu = time.process_time()
             rep = publish_patches(cube, str(catalog), thumbnails=False)
-            rounds.append(rep.to_dict())
+            rounds.append({**rep.to_dict(), "cpu_s": round(time.process_time() - cpu, 2), "load_avg_1min": round(os.getloadavg()[0], 1)})
             print(f"round {r}: {rep.items} items in {rep.seconds:.1f} s {rep.stages}", flush=True)
     items = read_patch_items(str(catalog))[: args.peer_items]
     peer = []
@@ -190,9 +192,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-pystac-") as tmp:
             peer.append(pystac_static_save(items, tmp))
     secs = [r["seconds"] for r in rounds]
+    cpus = [r["cpu_s"] for r in rounds]
     n = rounds[-1]["items"]
     ours = n / statistics.median(secs)
-    theirs = len(items) / statistics.median(peer)
+    theirs = len(items) / statistics.median([p[0] for p in peer])
+    ours_cpu = n / statistics.median(cpus)
+    theirs_cpu = len(items) / statistics.median([p[1] for p in peer])
     result = {
         "layout": args.layout,
         "items": n,
@@ -200,11 +205,15 @@ def main() -> None:
         "files": rounds[-1]["files"],
         "publish_s": {"median": round(statistics.median(secs), 2), "min": round(min(secs), 2), "max": round(max(secs), 2), "rounds": secs},
         "publish_stages_s": rounds[-1]["stages"],
+        "publish_cpu_s": {"median": round(statistics.median(cpus), 2), "rounds": cpus},
+        "load_avg_1min": [r["load_avg_1min"] for r in rounds],
         "publish_items_per_s": round(ours, 1),
         "target_s": 120,
         "peer": {"what": "pystac Catalog.add_items + normalize_hrefs + save(SELF_CONTAINED)", "items": len(items),
-                 "seconds": [round(p, 2) for p in peer], "items_per_s": round(theirs, 1)},
+                 "seconds": [round(p[0], 2) for p in peer], "cpu_s": [round(p[1], 2) for p in peer],
+                 "items_per_s": round(theirs, 1), "items_per_cpu_s": round(theirs_cpu, 1)},
         "ratio_items_per_s_vs_pystac": round(ours / theirs, 1),
+        "ratio_items_per_cpu_s_vs_pystac": round(ours_cpu / theirs_cpu, 1),
         "peak_rss_gb": round(rss.peak_total / 2**30, 2),
         "prep_s": round(prep_s, 1),
     }

@@ -124,8 +124,8 @@ def _geoparquet_api(config: ServeConfig, settings_kw: dict, storage_options):
         # one href per collection: a glob over the version's part files (all listed by its manifest)
         href = paths[0] if len(paths) == 1 else os.path.join(os.path.dirname(paths[0]), "part-*.parquet")
         coll = dict(coll)
-        coll["assets"] = {**coll.get("assets", {}), "data": {"href": href, "type": MT, "roles": ["data"],
-                                                              "title": "stac-geoparquet items"}}
+        assets = {k: v for k, v in (coll.get("assets") or {}).items() if v.get("type") != MT}  # one items href per collection
+        coll["assets"] = {**assets, "data": {"href": href, "type": MT, "roles": ["data"], "title": "stac-geoparquet items"}}
         collections.append(coll)
     tmp = tempfile.mkdtemp(prefix="spectralearth-serve-")
     path = os.path.join(tmp, "collections.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -25,7 +26,7 @@ from spectralearth.catalog.pixels import export_patch, open_patch
 from spectralearth.catalog.schemas import validate_collection, validate_item
 from spectralearth.platform import storage
 
-CLI = [sys.executable, "-m", "spectralearth.platform.cli"]
+CLI = [os.path.join(os.path.dirname(sys.executable), "spectralearth")]
 
 
 def _cube(url):

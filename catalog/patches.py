@@ -276,8 +276,8 @@ def items_table(
 
     Holds exactly what :func:`patch_item_dicts` + stac-geoparquet's own conversion would
     give (the schema is taken from converting the first item that way), but without a
-    Python dict, a deep copy and a shapely object per item: ~40x less CPU, which is what
-    lets 430k items publish in well under two minutes on two cores.
+    Python dict, a deep copy and a shapely object per item (131k items: ~1.2 CPU-s here,
+    against ~16 CPU-s per 20k items through the dicts, measured under cProfile).
     """
     import pyarrow as pa
     import shapely

@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# CPU build of torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[test,gateway,stream,stac]"
+	# STAC API, pgstac and the browser test need Debian PostgreSQL/PostGIS/Chromium
+	sh infra/pgstac/install-system-deps.sh
+	$(PIP) install -q -e ".[test,gateway,stream,stac,serve]"
 	touch $(STAMP)
 
 install: $(STAMP)

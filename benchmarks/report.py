@@ -99,6 +99,28 @@ ABOUT = {
         "Synthetic archive -> cube -> CORINE/CDL/NLCD-like label cubes -> linear / finetune / adapter protocols; "
         "the table is in docs/evaluation.md (python benchmarks/report_eval.py).",
     ),
+    "publish": (
+        "Publishing the patch items at full scale",
+        "python benchmarks/bench_publish.py --workdir DIR",
+        "`publish_patches` (no thumbnails) of every patch of the full-archive footprint simulation, from a cube holding the "
+        "plan's index arrays and no pixels; against pystac's own static-catalog save of 10,000 of those items in the same run.",
+    ),
+    "publish_scattered": (
+        "Publishing the patch items at full scale (scattered layout)",
+        "python benchmarks/bench_publish.py --workdir DIR --layout scattered",
+        "As above, with the plan's counts of patches and views (431,101 / 519,193) scattered over land instead of the plan itself.",
+    ),
+    "search_scattered": (
+        "STAC API search latency, both backends (scattered layout)",
+        "python benchmarks/bench_search.py --workdir DIR --layout scattered",
+        "As below, over the scattered-layout items of `bench_publish.py --layout scattered`.",
+    ),
+    "search": (
+        "STAC API search latency, both backends",
+        "python benchmarks/bench_search.py --workdir DIR",
+        "Bounded load on loopback over the full-scale patch items: bbox + datetime with limit 100 (half the boxes with no "
+        "patch) and item by id, on the embedded geoparquet backend and on pgstac.",
+    ),
 }
 
 

@@ -21,7 +21,7 @@ from spectralearth.catalog.synth.fields import fractal_noise
 from spectralearth.catalog.synth.spectra import MATERIALS, band_matrix, noise_sigma, product_bands
 from spectralearth.platform.cube import CubeSpec, write_cube
 
-__all__ = ["SPECTRALEARTH_BANDS", "SampleCube", "sample_layout", "sample_view", "write_sample_cube"]
+__all__ = ["SPECTRALEARTH_BANDS", "SampleCube", "quick_view", "sample_layout", "sample_view", "write_sample_cube"]
 
 SPECTRALEARTH_BANDS = tuple([*range(1, 127), *range(142, 161), *range(168, 225)])
 """The 202 L2A band numbers (1-based) that SpectralEarth keeps."""
@@ -46,6 +46,8 @@ class SampleCube:
     """Patch side in pixels."""
     seed: int = 0
     """Seed of everything."""
+    quick: bool = False
+    """Cheap pixels (:func:`quick_view`: three smooth spectra mixed by smooth fields) for tests needing many views fast."""
 
 
 def sample_layout(cfg: SampleCube) -> tuple[np.ndarray, np.ndarray]:
@@ -107,10 +109,41 @@ def sample_view(cfg: SampleCube, *, view: int, patch: int) -> np.ndarray:
     return np.rint(refl).astype(np.int16).T.reshape(len(wl), cfg.patch_px, cfg.patch_px)
 
 
+def quick_view(cfg: SampleCube, *, view: int, patch: int, wavelength_nm: np.ndarray) -> np.ndarray:
+    """Cheap reflectance x 10^4 of one view, ``(bands, px, px)`` int16: vegetation, soil and water
+    spectra mixed by smooth per-patch fields, a per-view brightness, and (every third view) a
+    nodata triangle in the upper-left corner, like a swath edge."""
+    wl = np.asarray(wavelength_nm, np.float64)
+    rng = np.random.default_rng([cfg.seed, 0x0C1, view])
+    veg = 400 + 3600 / (1 + np.exp(-(wl - 720) / 12)) - 2500 * np.exp(-((wl - 1450) / 60) ** 2) - 3000 * np.exp(-((wl - 1940) / 80) ** 2)
+    veg = np.maximum(veg, 200) * (wl < 1300) + np.maximum(veg * 0.7, 200) * (wl >= 1300)
+    soil = 800 + 2.2 * (wl - 400)
+    soil = np.minimum(soil, 4200)
+    water = 600 * np.exp(-(wl - 450) / 180)
+    em = np.stack([veg, soil, water])
+    px = cfg.patch_px
+    yy, xx = np.mgrid[0:px, 0:px] / px
+    prng = np.random.default_rng([cfg.seed, 0x9A7, patch])
+    f = [np.sin(2 * np.pi * (prng.uniform(0.5, 2.5) * xx + prng.uniform(0.5, 2.5) * yy) + prng.uniform(0, 6.3)) for _ in range(3)]
+    ab = np.exp(2.0 * np.stack(f))
+    ab /= ab.sum(axis=0, keepdims=True)
+    refl = (em.T.astype(np.float32) @ ab.reshape(3, -1).astype(np.float32)).reshape(len(wl), px, px)
+    refl *= rng.uniform(0.8, 1.2)
+    refl += 30 * rng.standard_normal(refl.shape, dtype=np.float32)
+    out = np.clip(np.rint(refl), -150, 16000).astype(np.int16)
+    if view % 3 == 0:
+        out[:, (yy + xx) < 0.35] = -32768
+    return out
+
+
 def write_sample_cube(
-    url: str, cfg: SampleCube = SampleCube(), *, storage_options: Mapping[str, Any] | None = None
+    url: str,
+    cfg: SampleCube = SampleCube(),
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
 ) -> CubeSpec:
-    """Write and commit a synthetic cube at ``url``; returns its :class:`CubeSpec`."""
+    """Write and commit a synthetic cube at ``url`` (``attrs``: more group attributes); returns its :class:`CubeSpec`."""
     view_patch, view_time = sample_layout(cfg)
     wl, fwhm = product_bands(cfg.seed)
     sel = np.asarray(cfg.bands) - 1
@@ -125,7 +158,8 @@ def write_sample_cube(
     origins = np.array([_patch_origin(p) for p in range(cfg.n_patches)]).reshape(-1, 2)
     write_cube(
         url,
-        lambda v: sample_view(cfg, view=v, patch=int(view_patch[v])),
+        (lambda v: quick_view(cfg, view=v, patch=int(view_patch[v]), wavelength_nm=wl[sel])) if cfg.quick
+        else (lambda v: sample_view(cfg, view=v, patch=int(view_patch[v]))),
         spec=spec,
         view_patch=view_patch,
         view_time=view_time,
@@ -133,7 +167,7 @@ def write_sample_cube(
         patch_crs=np.full(cfg.n_patches, 32632, np.int32),
         patch_x0=origins[:, 0] - 15.0,
         patch_y0=origins[:, 1] + 15.0,
-        attrs={"source": "spectralearth.platform.samplecube", "seed": cfg.seed},
+        attrs={"source": "spectralearth.platform.samplecube", "seed": cfg.seed, **dict(attrs or {})},
         storage_options=storage_options,
     )
     return spec

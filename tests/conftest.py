@@ -176,3 +176,35 @@ def pixel_archive(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("pixel-archive")
     synthesize_archive(str(root / "archive"), SynthConfig(tiles=10, tile_size=224, seed=4, zip_fraction=0.3, zip_deflate=False))
     return str(root / "archive")
+
+
+@pytest.fixture(scope="session")
+def patch_catalog(tmp_path_factory):
+    """A catalog with published patch items, shared by the publish, API and browser tests.
+
+    A footprint-only tile catalog of 100 synthetic tiles (seed 5) and, beside it, the items
+    and thumbnails of a sample cube of 90 patches (~160 views, quick pixels, nodata
+    corners on every third view) whose views name those tiles. It stores every 5th of
+    SpectralEarth's 202 bands (41 bands, 418-2445 nm), which keeps writing it to seconds;
+    publishing reads the bands (and picks those nearest 640/550/460 nm) from the cube either way.
+    """
+    from types import SimpleNamespace
+
+    from spectralearth.catalog import index_archive
+    from spectralearth.catalog.patches import publish_patches
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.platform.cluster import ClusterSpec
+    from spectralearth.platform.samplecube import SampleCube, write_sample_cube
+
+    root = tmp_path_factory.mktemp("patch-catalog")
+    synthesize_archive(str(root / "archive"), SynthConfig(tiles=100, footprints_only=True, seed=5))
+    catalog = str(root / "catalog")
+    index_archive(str(root / "archive"), catalog_url=catalog, cluster=ClusterSpec(kind="sync"))
+    cube = str(root / "cube.zarr")
+    version = "20260101T000000-sample01"
+    from spectralearth.platform.samplecube import SPECTRALEARTH_BANDS
+
+    cfg = SampleCube(n_patches=90, quick=True, seed=3, bands=SPECTRALEARTH_BANDS[::5])
+    write_sample_cube(cube, cfg, attrs={"spectralearth:version": version})
+    report = publish_patches(cube, catalog)
+    return SimpleNamespace(root=root, catalog=catalog, cube=cube, version=version, cfg=cfg, report=report)

@@ -20,7 +20,7 @@ __all__ = ["main", "build_parser"]
 
 # Order here is the order in `spectralearth --help`.
 _COMMANDS = ("synth", "index", "overlaps", "combinations", "plan", "extract", "build", "versions", "stack", "stream-bench",
-             "train", "labels", "evaluate")
+             "publish", "serve", "export-patch", "train", "labels", "evaluate")
 
 _DESCRIPTION = """\
 SpectralEarth platform: turn an archive of EnMAP L2A tiles into a
@@ -37,6 +37,8 @@ Typical flow:
   spectralearth stream-bench OUT/cube.zarr                 # what the training loader gets
   spectralearth versions OUT/cube.zarr                     # the cube's committed versions
   spectralearth train OUT/cube.zarr --ssl moco --backbone vit_s --out runs/moco
+  spectralearth publish --cube OUT/cube.zarr --catalog OUT/catalog   # patch STAC items
+  spectralearth serve --catalog OUT/catalog                # STAC API + browser on 127.0.0.1:8080
 
 URLs are local paths or fsspec URLs (s3://bucket/prefix). S3 credentials come
 from the standard AWS environment/config chain; an S3-compatible endpoint from

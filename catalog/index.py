@@ -78,6 +78,8 @@ class IndexConfig:
     """Read remote METADATA.XML by two range requests around its large unused sections."""
     max_mask_pixels: int = 36_000_000
     """Largest mask (or image band) read whole for the footprint."""
+    worker_wait_s: float = 300.0
+    """How long to wait for a worker to come back after one died (then the product is retryable)."""
     sample_windows: int = 5
     """Windows of SPECTRAL_IMAGE read to check that it has data where the masks say."""
 
@@ -338,6 +340,13 @@ def _run_batches(
         # each product of a failed batch alone, one at a time: a crash then names its product
         # and takes no other product with it
         for s in suspects:
+            try:  # a killed worker is restarted by its nanny; never wait on a cluster without workers
+                client.wait_for_workers(1, timeout=config.worker_wait_s)
+            except (TimeoutError, OSError) as exc:
+                why = f"{s.product_id}: no worker to index it alone after a worker died ({exc})"
+                outcomes.append(_Outcome(s.product_id, quarantine=QuarantineRecord(
+                    s.product_id, "worker", type(exc).__name__, why, s.url, retryable=True)))
+                continue
             (fut,) = submit([[s]])
             try:
                 res = fut.result()

@@ -11,7 +11,8 @@ with ``trustme``); it binds loopback unless told otherwise.
 Faults for tests: :meth:`AuthFileServer.fail` makes the next ``count`` requests whose
 path ends with a suffix answer with a given status (e.g. ``503``), so retries and
 quarantine can be exercised against a real server. :meth:`AuthFileServer.stats`
-counts requests, ranged requests, bytes sent and statuses.
+counts requests, successful HEADs, ranged requests, bytes sent and statuses (``status_200``:
+whole-file GETs).
 
 The standard library's threading HTTP server is enough here: one process, a few
 concurrent range readers, keep-alive (HTTP/1.1) so clients reuse connections.
@@ -94,7 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             partial = True
         length = end - start + 1
-        owner._count(status=206 if partial else 200, ranged=partial, sent=0 if self.command == "HEAD" else length)
+        owner._count(status=206 if partial else 200, ranged=partial, sent=0 if self.command == "HEAD" else length,
+                     head=self.command == "HEAD")
         self.send_response(206 if partial else 200)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")
@@ -199,10 +201,11 @@ class AuthFileServer:
                     return f[1]
         return None
 
-    def _count(self, *, status: int, ranged: bool = False, sent: int = 0) -> None:
+    def _count(self, *, status: int, ranged: bool = False, sent: int = 0, head: bool = False) -> None:
         with self._lock:
             self._stats["requests"] += 1
-            self._stats[f"status_{status}"] += 1
+            # a successful HEAD is counted as "head", so status_200 counts whole-file GETs only
+            self._stats["head" if head and status < 300 else f"status_{status}"] += 1
             self._stats["ranged"] += int(ranged)
             self._stats["bytes_sent"] += sent
 

@@ -48,7 +48,7 @@ def register(sub) -> None:
     p.add_argument("--catalog", required=True, metavar="CATALOG_URL", help="tile catalog folder (local path or fsspec URL)")
     p.add_argument("--plot", metavar="PNG", default=None, help="also draw the map (footprints by degree, edges) to this PNG")
     p.add_argument("--min-area", type=float, default=1.0, metavar="M2", help="smallest intersection (m²) that makes an edge")
-    p.add_argument("--partitions", type=int, default=None, metavar="N", help="partitions of the spatial join (None: ~8,000 tiles each)")
+    p.add_argument("--partitions", type=int, default=None, metavar="N", help="tasks of the exact edge test (default: ~2,000 tiles each)")
     _common.add_cluster_args(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _common.add_storage_args(p)

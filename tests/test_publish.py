@@ -128,14 +128,21 @@ def test_open_patch_equals_the_cube_for_every_item(patch_catalog, tmp_path):
 
     pc = patch_catalog
     ds = _cube(pc.cube)
+    import zarr
+
     refl = ds["reflectance"]
+    raw_refl = zarr.open_group(pc.cube, mode="r")["reflectance"]
     views = 0
     for it in read_patch_items(pc.catalog):
         da = open_patch(it)
         a = it["assets"]["cube"]
         s, n = a["spectralearth:view_start"], a["spectralearth:view_count"]
         assert da.dims == ("time", "wavelength", "y", "x") and da.shape == (n, ds.sizes["band"], 128, 128)
-        np.testing.assert_array_equal(da.values, refl.isel(view=slice(s, s + n)).values)
+        raw = raw_refl[s : s + n]  # the stored int16
+        valid = raw != -32768
+        np.testing.assert_array_equal(np.isnan(da.values), ~valid)
+        np.testing.assert_array_equal(np.rint(da.values[valid] * 1e4).astype(np.int16), raw[valid])
+        np.testing.assert_allclose(da.values, refl.isel(view=slice(s, s + n)).values, rtol=1e-6)  # xarray's own decoding
         assert da.rio.crs.to_epsg() == int(it["properties"]["proj:code"].split(":")[1])
         assert list(da.rio.transform())[:6] == it["properties"]["proj:transform"]
         np.testing.assert_array_equal(da["time"].values, ds["view_time"].values[s : s + n])

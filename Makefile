@@ -32,12 +32,14 @@ demo: install
 	@echo "  $(DEMO)/archive                 synthetic EnMAP L2A products"
 	@echo "  $(DEMO)/catalog                 STAC collection + tiles.parquet, overlap graph, combinations"
 	@echo "  $(DEMO)/catalog/patches.parquet the patch plan (views.parquet beside it, plan-report.json)"
-	@echo "  $(DEMO)/cube.zarr               the patch cube: python -c \"import xarray; print(xarray.open_zarr('$(DEMO)/cube.zarr'))\""
+	@echo "  $(DEMO)/cube.zarr               the versioned patch cube: spectralearth versions $(DEMO)/cube.zarr"
+	@echo "                                  python -c \"from spectralearth.platform import open_cube; print(open_cube('$(DEMO)/cube.zarr'))\""
 	@echo "  $(DEMO)/build-report.json       counts per stage, quarantined products, timings"
 	@echo "  $(DEMO)/overlaps.png            map of the footprints coloured by overlap degree"
 
+# Two pytest workers, one per core; a module's tests stay together (module fixtures are built once).
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/bench_index.py

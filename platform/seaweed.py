@@ -250,7 +250,7 @@ class SeaweedServer:
         secret_key: str,
         start_timeout_s: float = 60.0,
         volume_size_limit_mb: int = 256,
-        volume_max: int = 100,
+        volume_max: int = 1500,
         tls: bool = False,
         stop_grace_s: float = 3.0,
         start_attempts: int = 3,

@@ -164,8 +164,8 @@ def read_patch_grid(cube_url: str, *, storage_options: Mapping[str, Any] | None 
     """The patch table of a committed cube (the one place that reads the cube's patch arrays)."""
     from spectralearth.platform.cube import open_cube
 
-    g = open_cube(cube_url, storage_options=storage_options)
-    px = int(g.attrs.get("patch_size") or g["reflectance"].shape[-1])
+    g = open_cube(cube_url, storage_options=storage_options, decode=False)
+    px = int(g.attrs.get("spectralearth:patch_px") or g.attrs.get("patch_size") or g["reflectance"].shape[-1])
     return PatchGrid(
         crs=np.asarray(g["patch_crs"][:], np.int64), x0=np.asarray(g["patch_x0"][:], float),
         y0=np.asarray(g["patch_y0"][:], float), lon=np.asarray(g["patch_lon"][:], float),
@@ -498,11 +498,16 @@ def open_label_cube(url: str, *, storage_options: Mapping[str, Any] | None = Non
     Raises:
         FileNotFoundError: nothing committed at ``url``, or a group that is not a label cube.
     """
-    from spectralearth.platform.cube import CubeNotCommittedError, open_cube
+    import zarr
+    from zarr.errors import GroupNotFoundError
 
+    from spectralearth.platform.cube import open_store
+
+    # A label cube is a plain Zarr v3 group (not a versioned patch cube): it is committed
+    # when its root zarr.json exists (written last by _commit).
     try:
-        g = open_cube(url, storage_options=storage_options)
-    except CubeNotCommittedError as exc:
+        g = zarr.open_group(open_store(url, storage_options=storage_options, read_only=True), mode="r")
+    except (GroupNotFoundError, FileNotFoundError) as exc:
         raise FileNotFoundError(f"no committed label cube at {storage.redact(url)} (absent, or still being written)") from exc
     if "spectralearth:label_format_version" not in g.attrs:
         raise FileNotFoundError(f"{storage.redact(url)} is a Zarr group but not a label cube")

@@ -106,7 +106,7 @@ class LabelledPatches:
             raise ValueError(f"split must be one of {SPLIT_NAMES}, not {split!r}")
         self.cube_url, self.labels_url, self.storage_options = cube_url, labels_url, dict(storage_options or {})
         lab = open_label_cube(labels_url, storage_options=storage_options)
-        cube = open_cube(cube_url, storage_options=storage_options)
+        cube = open_cube(cube_url, storage_options=storage_options, decode=False)
         n_cube = int(cube["patch_view_start"].shape[0])
         if lab["status"].shape[0] != n_cube:
             raise ValueError(f"label cube {labels_url} has {lab['status'].shape[0]} patches, cube {cube_url} has {n_cube}")
@@ -134,7 +134,7 @@ class LabelledPatches:
         from spectralearth.pipelines.labels import open_label_cube
         from spectralearth.platform.cube import open_cube
 
-        self._refl = open_cube(self.cube_url, storage_options=self.storage_options)["reflectance"]
+        self._refl = open_cube(self.cube_url, storage_options=self.storage_options, decode=False)["reflectance"]
         if self.task == "seg":
             self._mask = open_label_cube(self.labels_url, storage_options=self.storage_options)["mask"]
 

@@ -82,6 +82,10 @@ class IndexConfig:
     """How long to wait for a worker to come back after one died (then the product is retryable)."""
     sample_windows: int = 5
     """Windows of SPECTRAL_IMAGE read to check that it has data where the masks say."""
+    sample_max_remote_bytes: int = 4 * 1024 * 1024
+    """Most bytes the sampled windows may fetch from an image on an HTTP(S) server (the blocks
+    they touch, whole); beyond it the check is skipped there (a pixel-interleaved tile holds
+    every band, so one 16 x 16 window may cost a whole tile)."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,8 @@ def _index_once(source, stage: list[str], *, catalog_url: str, storage_options, 
     if info is not None and config.sample_windows > 0:
         stage[0] = "image"
         fraction = sample_pixels(source, info, footprint.utm, storage_options=storage_options,
-                                 windows=config.sample_windows)
+                                 windows=config.sample_windows, max_remote_bytes=config.sample_max_remote_bytes)
+        # None: skipped, the windows would fetch more than sample_max_remote_bytes over HTTP
         if fraction == 0.0:
             raise ImageError(pid, f"all nodata: every pixel of {config.sample_windows} sampled windows inside the "
                                   f"valid footprint ({footprint.source}) is nodata", key="pixels")

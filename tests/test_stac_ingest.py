@@ -185,7 +185,7 @@ def test_stac_api_ingest_end_to_end(replica, tmp_path):
 
     patches, views = read_plan(str(catalog))
     assert len(views) >= 5  # the session archive's folder deliveries, XML footprints: a handful of multi-date views
-    refl = open_cube(str(out / "cube.zarr"))["reflectance"]
+    refl = open_cube(str(out / "cube.zarr"), decode=False)["reflectance"]  # the stored int16 DNs
     assert refl.shape[0] == len(views)
     for tile, g in views.groupby("tile"):
         with rasterio.open(replica["local"][items[int(tile)]["id"]]) as ds:

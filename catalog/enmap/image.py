@@ -181,15 +181,21 @@ def sample_pixels(
     windows: int = 5,
     size: int = 16,
     band: int | None = None,
-) -> float:
+    max_remote_bytes: int | None = None,
+) -> float | None:
     """Fraction of valid pixels in a few small windows of one band, inside the valid footprint.
 
     A cheap check that the image has data where the masks say it has: ``windows`` windows of
     ``size`` x ``size`` pixels at points spread over the footprint (each read touches one
     block of a tiled image, or a few strips of a stripped one).
 
+    Over HTTP(S) the image is read by range requests (:func:`open_image`), which fetch whole
+    source blocks: a pixel-interleaved tile or strip holds every band. With
+    ``max_remote_bytes``, the stored size of the blocks the windows touch is looked up in the
+    TIFF directory first and the check is skipped (None) when they exceed it.
+
     Returns:
-        The valid fraction of the sampled pixels (0 for an image of nodata).
+        The valid fraction of the sampled pixels (0 for an image of nodata); None when skipped.
     """
     import shapely
     from rasterio.windows import Window
@@ -206,11 +212,28 @@ def sample_pixels(
     picks = [area.representative_point()] + inside[:: max(1, len(inside) // max(1, windows - 1))][: windows - 1]
     band = band or min(info.count, 50)
     valid = total = 0
-    with open_raster(source, IMAGE, storage_options=storage_options) as ds:
+    # open_image: over HTTP(S) by GDAL range requests, so only the blocks of these windows are fetched
+    url = source.file(IMAGE) or ""
+    remote = url.startswith(("http://", "https://"))
+    with open_image(source, storage_options=storage_options) as ds:
+        wins = []
         for p in picks:
             col = int(np.clip((p.x - c) / a - size / 2, 0, max(0, cols - size)))
             row = int(np.clip((p.y - f) / e - size / 2, 0, max(0, rows - size)))
-            block = ds.read(band, window=Window(col, row, min(size, cols), min(size, rows)))
+            wins.append(Window(col, row, min(size, cols), min(size, rows)))
+        if remote and max_remote_bytes is not None:
+            bh, bw = (int(v) for v in ds.block_shapes[band - 1])
+            blocks = {(i, j) for w in wins
+                      for i in range(int(w.row_off) // bh, (int(w.row_off + w.height) - 1) // bh + 1)
+                      for j in range(int(w.col_off) // bw, (int(w.col_off + w.width) - 1) // bw + 1)}
+            try:
+                need = sum(int(ds.block_size(band, i, j)) for i, j in blocks)
+            except Exception:  # not a TIFF, or no block sizes to look up: assume the worst
+                need = None
+            if need is None or need > max_remote_bytes:
+                return None
+        for w in wins:
+            block = ds.read(band, window=w)
             valid += int((block != info.nodata).sum())
             total += block.size
     return valid / total if total else 0.0

@@ -63,27 +63,24 @@ def _iso(us: np.ndarray) -> list[str]:
     return [s + "Z" for s in np.datetime_as_string(np.asarray(us, "datetime64[us]").astype("datetime64[s]"), unit="s")]
 
 
-def cube_version(cube_url: str, *, storage_options: Mapping[str, Any] | None = None) -> str:
-    """The cube version that items published from ``cube_url`` describe.
+def cube_version(cube_url: str, version: str | int | None = None, *,
+                 storage_options: Mapping[str, Any] | None = None) -> str:
+    """The id (``v1``, ``v2``, ...) of the committed cube version that items published from ``cube_url`` describe.
 
-    The single place that decides it: a versioned cube names its version in the
-    group attribute ``spectralearth:version``; a cube written before versions
-    existed is identified by its build's ``spectralearth:run_id``.
+    The single place that decides it: the version committed in ``CUBE/versions/``
+    (:func:`~spectralearth.platform.cube.resolve_version`): ``version`` if given,
+    else the latest.
 
     Raises:
         CubeNotCommittedError: nothing committed at ``cube_url``.
-        ValueError: the cube names no version (or one unfit for a file name).
+        VersionNotFoundError: no such version.
     """
-    from spectralearth.platform.cube import open_cube
+    from spectralearth.platform.cube import resolve_version
 
-    attrs = dict(open_cube(cube_url, storage_options=storage_options).attrs)
-    version = attrs.get("spectralearth:version") or attrs.get("spectralearth:run_id")
-    if not version:
-        raise ValueError(f"{storage.redact(cube_url)}: the cube names no version (attribute spectralearth:version or spectralearth:run_id)")
-    version = str(version)
-    if not _VERSION_RE.match(version):
-        raise ValueError(f"{storage.redact(cube_url)}: cube version {version!r} is not a safe name ([A-Za-z0-9._-], at most 64)")
-    return version
+    vid = resolve_version(cube_url, version, storage_options=storage_options).id
+    if not _VERSION_RE.match(vid):
+        raise ValueError(f"{storage.redact(cube_url)}: cube version {vid!r} is not a safe name ([A-Za-z0-9._-], at most 64)")
+    return vid
 
 
 def item_id(version: str, patch: int) -> str:
@@ -123,21 +120,23 @@ class CubeIndex:
     """Group attributes of the cube."""
 
 
-def read_cube_index(cube_url: str, *, storage_options: Mapping[str, Any] | None = None) -> CubeIndex:
-    """Read the patch/view index arrays of a committed cube (no pixels)."""
-    from spectralearth.platform.cube import open_cube
+def read_cube_index(cube_url: str, version: str | int | None = None, *,
+                    storage_options: Mapping[str, Any] | None = None) -> CubeIndex:
+    """Read the patch/view index arrays of a committed cube version (default: the latest; no pixels)."""
+    from spectralearth.platform.cube import open_index
 
-    g = open_cube(cube_url, storage_options=storage_options)
+    vid = cube_version(cube_url, version, storage_options=storage_options)
+    g = open_index(cube_url, vid, storage_options=storage_options)
     attrs = dict(g.attrs)
     return CubeIndex(
-        version=cube_version(cube_url, storage_options=storage_options),
-        patch_px=int(attrs.get("spectralearth:patch_px") or attrs.get("patch_size") or g["reflectance"].shape[-1]),
+        version=vid,
+        patch_px=int(attrs.get("spectralearth:patch_px") or attrs.get("patch_size") or 128),
         view_start=np.asarray(g["patch_view_start"][:], np.int64),
         view_count=np.asarray(g["patch_view_count"][:], np.int64),
         crs=np.asarray(g["patch_crs"][:], np.int64),
         x0=np.asarray(g["patch_x0"][:], np.float64),
         y0=np.asarray(g["patch_y0"][:], np.float64),
-        view_time=np.asarray(g["view_time"][:], np.int64),
+        view_time=np.asarray(g["view_time"][:], np.int64),  # stored as microseconds since the epoch
         view_tile=np.asarray(g["view_tile"][:], np.int64),
         wavelength=np.asarray(g["wavelength"][:], np.float64),
         fwhm=np.asarray(g["fwhm"][:], np.float64),
@@ -396,11 +395,9 @@ def thumbnail_png(rgb: np.ndarray, *, nodata: int = -32768) -> bytes:
 
 def _write_thumbnails(cube_url, index: CubeIndex, out_url: str, storage_options, progress: bool) -> int:
     """Write a thumbnail per patch (the view with the most valid pixels); returns how many."""
-    import zarr
+    from spectralearth.platform.cube import NODATA, open_cube
 
-    from spectralearth.platform.cube import NODATA, open_store
-
-    refl = zarr.open_array(open_store(storage.join(cube_url, "reflectance"), storage_options=storage_options, read_only=True), mode="r")
+    refl = open_cube(cube_url, index.version, storage_options=storage_options, decode=False)["reflectance"].data
     bands = rgb_bands(index.wavelength)
     sorted_bands = sorted(set(bands))
     n = len(index.view_start)
@@ -408,7 +405,7 @@ def _write_thumbnails(cube_url, index: CubeIndex, out_url: str, storage_options,
     try:
         for p in range(n):
             start, count = int(index.view_start[p]), int(index.view_count[p])
-            block = np.asarray(refl[start : start + count, sorted_bands])  # (views, bands, y, x)
+            block = np.asarray(refl[start : start + count, sorted_bands].compute())  # (views, bands, y, x) int16
             block = block[:, [sorted_bands.index(b) for b in bands]]
             best = int(np.argmax(np.all(block != NODATA, axis=1).sum(axis=(1, 2))))
             png = thumbnail_png(block[best], nodata=NODATA)

@@ -44,17 +44,24 @@ def patch_ref(item: Mapping[str, Any]) -> PatchRef:
     return PatchRef(item)
 
 
-def _open_reflectance(ref: PatchRef, storage_options):
-    import xarray as xr
+def _check_version(ref: PatchRef, storage_options) -> str:
+    """The committed version the item names (raises ``ValueError`` if the cube does not hold it)."""
+    from spectralearth.platform.cube import list_versions, resolve_version
 
-    from spectralearth.catalog.patches import cube_version
-    from spectralearth.platform.cube import open_store
+    resolve_version(ref.cube_href, None, storage_options=storage_options)  # CubeNotCommittedError if nothing committed
+    held = [v.id for v in list_versions(ref.cube_href, storage_options=storage_options)]
+    if ref.version not in held:
+        raise ValueError(f"item {ref.item_id} describes cube version {ref.version}, but {storage.redact(ref.cube_href)} "
+                         f"holds versions {', '.join(held)}")
+    return ref.version
 
-    found = cube_version(ref.cube_href, storage_options=storage_options)
-    if found != ref.version:
-        raise ValueError(f"item {ref.item_id} describes cube version {ref.version}, but {storage.redact(ref.cube_href)} holds version {found}")
-    store = open_store(ref.cube_href, storage_options=storage_options, read_only=True)
-    return xr.open_zarr(store, consolidated=True, chunks=None)
+
+def _open_reflectance(ref: PatchRef, storage_options, *, decode: bool = True):
+    """The committed cube version the item names, as an ``xarray.Dataset`` (see ``open_cube``)."""
+    from spectralearth.platform.cube import open_cube
+
+    version = _check_version(ref, storage_options)
+    return open_cube(ref.cube_href, version, storage_options=storage_options, decode=decode)
 
 
 def open_patch(item: Mapping[str, Any], *, storage_options: Mapping[str, Any] | None = None):
@@ -108,15 +115,17 @@ def pixel_spectra(item: Mapping[str, Any], row: int, col: int, *, storage_option
     from spectralearth.platform.cube import NODATA
 
     ref = patch_ref(item)
-    g = _open_reflectance_group(ref, storage_options)
+    g = _open_reflectance(ref, storage_options, decode=False)
     refl = g["reflectance"]
     ny, nx = refl.shape[-2:]
     if not (0 <= row < ny and 0 <= col < nx):
         raise ValueError(f"pixel (row {row}, col {col}) is outside the {ny}x{nx} patch")
-    values = np.asarray(refl[ref.start : ref.start + ref.count, :, row, col])
-    times = np.asarray(g["view_time"][ref.start : ref.start + ref.count], np.int64)
-    stamps = np.datetime_as_string(times.astype("datetime64[us]").astype("datetime64[s]"), unit="s")
-    wl = np.asarray(g["wavelength"][:], np.float64)
+    values = np.asarray(refl.data[ref.start : ref.start + ref.count, :, row, col].compute())  # stored int16
+    times = np.asarray(g["view_time"].values[ref.start : ref.start + ref.count])
+    if not np.issubdtype(times.dtype, np.datetime64):
+        times = np.asarray(times, np.int64).astype("datetime64[us]")
+    stamps = np.datetime_as_string(times.astype("datetime64[s]"), unit="s")
+    wl = np.asarray(g["wavelength"].values, np.float64)
     return {
         "item_id": ref.item_id,
         "row": row,
@@ -127,16 +136,6 @@ def pixel_spectra(item: Mapping[str, Any], row: int, col: int, *, storage_option
             for t, vals in zip(stamps, values, strict=True)
         ],
     }
-
-
-def _open_reflectance_group(ref: PatchRef, storage_options):
-    from spectralearth.catalog.patches import cube_version
-    from spectralearth.platform.cube import open_cube
-
-    found = cube_version(ref.cube_href, storage_options=storage_options)
-    if found != ref.version:
-        raise ValueError(f"item {ref.item_id} describes cube version {ref.version}, but {storage.redact(ref.cube_href)} holds version {found}")
-    return open_cube(ref.cube_href, storage_options=storage_options)
 
 
 def export_patch(item: Mapping[str, Any], out, *, storage_options: Mapping[str, Any] | None = None) -> int:

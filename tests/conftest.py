@@ -201,10 +201,12 @@ def patch_catalog(tmp_path_factory):
     catalog = str(root / "catalog")
     index_archive(str(root / "archive"), catalog_url=catalog, cluster=ClusterSpec(kind="sync"))
     cube = str(root / "cube.zarr")
-    version = "20260101T000000-sample01"
+    from spectralearth.catalog.patches import cube_version
     from spectralearth.platform.samplecube import SPECTRALEARTH_BANDS
 
     cfg = SampleCube(n_patches=90, quick=True, seed=3, bands=SPECTRALEARTH_BANDS[::5])
-    write_sample_cube(cube, cfg, attrs={"spectralearth:version": version})
+    write_sample_cube(cube, cfg)  # commits version v1 of a new versioned cube
+    version = cube_version(cube)
+    assert version == "v1"
     report = publish_patches(cube, catalog)
     return SimpleNamespace(root=root, catalog=catalog, cube=cube, version=version, cfg=cfg, report=report)

@@ -55,7 +55,7 @@ class PatchLookup:
         base = storage.join(catalog_url, PATCHES_DIR, f"version={self.version}")
         manifest = json.loads(storage.read_bytes(storage.join(base, "manifest.json"), storage_options))
         self.cube_href = manifest["cube"]
-        self.index = read_cube_index(self.cube_href, storage_options=storage_options)
+        self.index = read_cube_index(self.cube_href, self.version, storage_options=storage_options)
         lon, lat = _footprints(self.index)
         self.lon, self.lat = lon[:, :4].mean(axis=1), lat[:, :4].mean(axis=1)
         self.thumbs = storage.join(catalog_url, PATCHES_DIR, "thumbnails", self.version)

@@ -36,12 +36,15 @@ function viewBbox() {
 }
 
 // ---------------------------------------------------------------- the map of all footprints
+let overviewSeq = 0;  // only the latest refresh draws: an older response arriving late is dropped
 async function refreshOverview() {
+  const seq = ++overviewSeq;
   const bbox = viewBbox();
   if (!(bbox[0] < bbox[2] && bbox[1] < bbox[3])) return;
   try {
     if (map.getZoom() < DETAIL_ZOOM) {
       const agg = await getJSON(`/browse/api/aggregate?bbox=${bbox.map((v) => v.toFixed(5)).join(",")}&cells=24`);
+      if (seq !== overviewSeq) return;
       overview.clearLayers();
       const max = Math.max(1, ...agg.cells.map((c) => c.count));
       for (const c of agg.cells) {
@@ -54,6 +57,7 @@ async function refreshOverview() {
     } else {
       const url = `/search?collections=${COLLECTION}&bbox=${bbox.map((v) => v.toFixed(5)).join(",")}&limit=500&fields=id,geometry,bbox,collection`;
       const fc = await getJSON(url);
+      if (seq !== overviewSeq) return;
       overview.clearLayers();
       const layer = L.geoJSON(fc, { style: { color: "#555", weight: 1, fillColor: "#d62728", fillOpacity: 0.2 } });
       layer.eachLayer((l) => l.on("click", () => openItem(l.feature.id)));
@@ -67,6 +71,7 @@ map.on("moveend", refreshOverview);
 $("draw-box").addEventListener("click", () => {
   state.drawing = !state.drawing;
   $("draw-box").classList.toggle("active", state.drawing);
+  $("map").classList.toggle("drawing", state.drawing);  // the map's controls let the drag through while drawing
   if (state.drawing) { map.dragging.disable(); status("drag a box on the map"); } else { map.dragging.enable(); status(""); }
 });
 let dragStart = null;
@@ -82,6 +87,7 @@ map.on("mouseup", (e) => {
   dragStart = null;
   state.drawing = false;
   $("draw-box").classList.remove("active");
+  $("map").classList.remove("drawing");
   map.dragging.enable();
   state.box = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
   status("");

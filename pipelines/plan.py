@@ -742,16 +742,16 @@ def plan_job(
 
     t = time.perf_counter()
     bar = _bar(progress, "plan: place", 1)
-    if bar:
+    if bar is not None:
         bar.total = None
     try:
         if cluster is not None and cluster.kind != "sync":  # placement per component, as dask tasks
             with cluster_client(cluster) as client:
-                patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar else None, client=client)
+                patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar is not None else None, client=client)
         else:
-            patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar else None)
+            patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar is not None else None)
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     report.placement = counts
     report.stages["place"] = round(time.perf_counter() - t, 3)

@@ -490,6 +490,24 @@ class SeaweedServer:
                 raise
         return name
 
+    def delete_bucket(self, name: str) -> None:
+        """Delete bucket ``name`` with everything in it, freeing its volumes (a missing bucket is fine).
+
+        The test suite empties every bucket it made once a test is done, so that the server's
+        disk use stays that of one test at a time.
+        """
+        validate_bucket_name(name)
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **self._client_options())
+        try:
+            fs.rm(name, recursive=True)
+        except FileNotFoundError:
+            pass
+        try:
+            fs.rmdir(name)
+        except (FileNotFoundError, OSError):
+            pass
 
 def _signal_group(pgid: int, sig: int) -> None:
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import uuid
 from dataclasses import dataclass, field
 
@@ -106,9 +107,11 @@ def s3_server(tmp_path_factory, test_secret):
 
 
 @pytest.fixture
-def s3_bucket(s3_server) -> str:
-    """A fresh bucket for one test."""
-    return s3_server.create_bucket(f"test-{uuid.uuid4().hex[:16]}")
+def s3_bucket(s3_server):
+    """A fresh bucket for one test, deleted with its objects afterwards (the server's disk holds one test's data)."""
+    name = s3_server.create_bucket(f"test-{uuid.uuid4().hex[:16]}")
+    yield name
+    s3_server.delete_bucket(name)
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -175,7 +178,8 @@ def pixel_archive(tmp_path_factory) -> str:
 
     root = tmp_path_factory.mktemp("pixel-archive")
     synthesize_archive(str(root / "archive"), SynthConfig(tiles=10, tile_size=224, seed=4, zip_fraction=0.3, zip_deflate=False))
-    return str(root / "archive")
+    yield str(root / "archive")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -209,4 +213,5 @@ def patch_catalog(tmp_path_factory):
     version = cube_version(cube)
     assert version == "v1"
     report = publish_patches(cube, catalog)
-    return SimpleNamespace(root=root, catalog=catalog, cube=cube, version=version, cfg=cfg, report=report)
+    yield SimpleNamespace(root=root, catalog=catalog, cube=cube, version=version, cfg=cfg, report=report)
+    shutil.rmtree(root, ignore_errors=True)

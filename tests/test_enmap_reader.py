@@ -120,8 +120,9 @@ def archive(tmp_path_factory) -> dict[str, Path]:
     xml_only = base / "xml_only" / STEM
     xml_only.mkdir(parents=True)
     shutil.copy(SAMPLE / XML_NAME, xml_only / XML_NAME)
-    return {"base": base, "folder": base / "folder", "zipped": base / "zipped",
-            "no_classes": base / "no_classes", "xml_only": base / "xml_only", "product": folder}
+    yield {"base": base, "folder": base / "folder", "zipped": base / "zipped",
+           "no_classes": base / "no_classes", "xml_only": base / "xml_only", "product": folder}
+    shutil.rmtree(base, ignore_errors=True)  # module data goes once the module is done (CI disk)
 
 
 def only_source(url: Path | str):

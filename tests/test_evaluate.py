@@ -8,6 +8,8 @@ project's spectral adapter runs every protocol in tests/test_labels_e2e.py.
 
 from __future__ import annotations
 
+import shutil
+
 import json
 
 import numpy as np
@@ -94,7 +96,8 @@ def labelled(tmp_path_factory):
         out[task] = str(root / f"labels-{task}.zarr")
         label_cube(cube, str(root / "cdl.tif"), out[task], nomenclature=nom, cluster=ClusterSpec(kind="sync"),
                    params=LabelParams(task=task, min_labelled=0.5, min_area=0.05, seed=1))
-    return out
+    yield out
+    shutil.rmtree(root, ignore_errors=True)  # module data goes once the module is done (CI disk)
 
 
 def test_dataset_reads_views_and_labels(labelled):

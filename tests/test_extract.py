@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import json
 import os
 import signal
@@ -45,7 +47,8 @@ def planned_catalog(tmp_path_factory, pixel_archive) -> str:
     overlaps_job(catalog, cluster=SYNC)
     combinations_job(catalog, cluster=SYNC)
     plan_job(catalog, params=PLAN, cluster=SYNC)
-    return catalog
+    yield catalog
+    shutil.rmtree(os.path.dirname(catalog), ignore_errors=True)  # module data goes once the module is done (CI disk)
 
 
 def _moment_chunks(fs, cube_path: str) -> list[str]:
@@ -239,7 +242,8 @@ def layout_catalog(request, tmp_path_factory):
     rep = index_archive(archive, catalog_url=catalog, cluster=sync)
     assert rep.indexed == 2 and rep.quarantined == 0, rep.quarantine
     plan_job(catalog, params=PlanParams(pixel_filters=False), cluster=sync)
-    return layout, interleave, catalog
+    yield layout, interleave, catalog
+    shutil.rmtree(root, ignore_errors=True)  # module data goes once the module is done (CI disk)
 
 
 def test_layouts_are_read_correctly_each_block_once(layout_catalog):

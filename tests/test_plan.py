@@ -99,7 +99,7 @@ def test_views_policy(table):
         assert all((p.patch, m) in got for m in p.members)
 
 
-def test_quality_filters_match_the_masks(tmp_path_factory):
+def test_quality_filters_match_the_masks(tmp_path):
     """Removed views really exceed a threshold in their QL mask; kept ones do not."""
     from rasterio.windows import Window
 
@@ -107,11 +107,9 @@ def test_quality_filters_match_the_masks(tmp_path_factory):
     from spectralearth.pipelines.plan import MASKS, tile_source
 
     config = SynthConfig(tiles=10, tile_size=224, seed=4, zip_fraction=0.3, zip_deflate=False)
-    root = tmp_path_factory.getbasetemp() / f"synth-{config.tiles}-{config.tile_size}-{config.seed}"
-    if not (root / "done").exists():
-        synthesize_archive(str(root / "archive"), config)
-        (root / "done").write_text("ok")
-    catalog = str(tmp_path_factory.mktemp("plan") / "catalog")
+    root = tmp_path
+    synthesize_archive(str(root / "archive"), config)
+    catalog = str(tmp_path / "catalog")
     index_archive(str(root / "archive"), catalog_url=catalog, cluster=ClusterSpec(kind="sync"))
     tiles = read_tiles(catalog)
     items = read_item_dicts(catalog)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 
 import numpy as np
@@ -45,7 +47,8 @@ def view_chunk_key(view, url, options=None):
 def local_cube(tmp_path_factory) -> str:
     url = str(tmp_path_factory.mktemp("stream") / "cube")
     write_sample_cube(url, CUBE)
-    return url
+    yield url
+    shutil.rmtree(os.path.dirname(url), ignore_errors=True)  # module data goes once the module is done (CI disk)
 
 
 def _keys(batch: dict) -> list[tuple]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import contextlib
 import glob
 import hashlib
@@ -97,7 +99,8 @@ def _tif(kind, path, stem, suffix):
 def small_archive(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("synth") / "archive")
     report = synthesize_archive(root, SMALL)
-    return root, report
+    yield root, report
+    shutil.rmtree(os.path.dirname(root), ignore_errors=True)  # module data goes once the module is done (CI disk)
 
 
 def _digest(root):

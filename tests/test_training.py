@@ -5,6 +5,8 @@ and each process uses one thread, so the whole file stays within a few minutes o
 
 from __future__ import annotations
 
+import shutil
+
 import json
 import os
 import signal
@@ -49,7 +51,8 @@ def s3_cube(s3_server) -> str:
     url = f"s3://{bucket}/cube"
     write_sample_cube(url, CUBE)
     assert open_cube(url)["reflectance"].shape[0] >= 150
-    return url
+    yield url
+    s3_server.delete_bucket(bucket)
 
 
 def _env() -> dict:
@@ -107,7 +110,8 @@ def loss_runs(s3_cube, tmp_path_factory) -> dict[str, tuple[Path, str]]:
         rc, out, err = _finish(proc)
         assert rc == 0, f"{ssl}: {out[-3000:]}{err[-3000:]}"
         runs[ssl] = (root / ssl, out + err)
-    return runs
+    yield runs
+    shutil.rmtree(root, ignore_errors=True)  # module data goes once the module is done (CI disk)
 
 
 @pytest.mark.parametrize("ssl", ["moco", "dino", "mae"])

@@ -75,7 +75,9 @@ def is_transient(exc: BaseException) -> bool:
 
     Looks through ``__cause__``/``__context__`` for: botocore client errors with HTTP status
     5xx/429 or a throttling/internal error code, botocore and aiohttp connection errors and
-    timeouts, and Python's own ``ConnectionError``/``TimeoutError``.
+    timeouts, aiohttp HTTP responses with status 5xx/429 (also under the ``FileNotFoundError``
+    that fsspec's HTTP filesystem raises for them), and Python's own
+    ``ConnectionError``/``TimeoutError``.
     """
     seen: set[int] = set()
     e: BaseException | None = exc
@@ -97,5 +99,10 @@ def is_transient(exc: BaseException) -> bool:
         if module.startswith("aiohttp") and ("Connection" in name or "Disconnected" in name or "Payload" in name
                                               or "Timeout" in name):
             return True
+        if module.startswith("aiohttp") and name == "ClientResponseError":
+            # fsspec's HTTP filesystem raises a 5xx on a size lookup as FileNotFoundError from this
+            status = int(getattr(e, "status", 0) or 0)
+            if status >= 500 or status == 429:
+                return True
         e = e.__cause__ or e.__context__
     return False

@@ -19,6 +19,7 @@ from ``SPECTRALEARTH_S3_ENDPOINT`` (or ``AWS_ENDPOINT_URL_S3`` /
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -40,6 +41,7 @@ __all__ = [
     "chained_options",
     "exists",
     "filesystem",
+    "http_client",
     "join",
     "protocol_of",
     "read_bytes",
@@ -90,12 +92,49 @@ def resolve_storage_options(url: str, storage_options: Mapping[str, Any] | None 
         if client_kwargs:
             opts["client_kwargs"] = client_kwargs
     elif protocol_of(url) in ("http", "https"):
-        # aiohttp then takes basic-auth credentials from the netrc file (~/.netrc or $NETRC)
-        # and TLS trust from SSL_CERT_FILE; the credentials never enter the options
+        # aiohttp then takes basic-auth credentials from the netrc file (~/.netrc or $NETRC);
+        # the credentials never enter the options. TLS trust: see http_client.
         opts["client_kwargs"] = {"trust_env": True, **dict(opts.get("client_kwargs") or {})}
+        if "get_client" not in opts:
+            opts["get_client"] = http_client
+            # in the options (not looked up later) so that a changed CA makes another filesystem instance
+            opts["client_kwargs"].setdefault("cafile", _env_cafile())
         # headers and XML are read here (rasters go through GDAL): 256 kB read-ahead, not 5 MB per open
         opts.setdefault("block_size", 1 << 18)
     return opts
+
+
+CA_ENV = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+"""Environment variables naming a CA bundle for HTTPS reads, in the order they are looked at."""
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(cafile: str, mtime_ns: int):
+    import ssl
+
+    return ssl.create_default_context(cafile=cafile)
+
+
+def _env_cafile() -> str | None:
+    return next((os.environ[k] for k in CA_ENV if os.environ.get(k) and os.path.isfile(os.environ[k])), None)
+
+
+async def http_client(cafile: str | None = None, **client_kwargs):
+    """The aiohttp session of fsspec's HTTP filesystem, trusting the CA bundle the environment names now.
+
+    aiohttp builds its default TLS context once, when it is first imported, from
+    ``SSL_CERT_FILE`` as it was then; a CA bundle named later (a notebook that sets it, a
+    test fixture, a worker started before the variable) would be ignored and every HTTPS
+    read would fail certificate verification. :func:`resolve_storage_options` puts the first
+    of :data:`CA_ENV` that names a file into the options as ``cafile``; this session trusts
+    it (without one, aiohttp's defaults). A module-level function, so the options stay
+    picklable for dask workers.
+    """
+    import aiohttp
+
+    if cafile and "connector" not in client_kwargs:
+        client_kwargs = {**client_kwargs, "connector": aiohttp.TCPConnector(ssl=_ssl_context(cafile, os.stat(cafile).st_mtime_ns))}
+    return aiohttp.ClientSession(**client_kwargs)
 
 
 def chained_options(url: str, storage_options: Mapping[str, Any] | None = None) -> dict:

@@ -15,9 +15,11 @@ browsing page and its JSON endpoints (:mod:`spectralearth.catalog.api.browse`).
 
 from __future__ import annotations
 
+import atexit
 import glob
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -102,6 +104,7 @@ def _duckdb_client():
     # DuckDB looks extensions up as <dir>/<duckdb version>/<platform>/<name>.duckdb_extension
     version = versions.pop()
     root = tempfile.mkdtemp(prefix="spectralearth-duckdb-ext-")
+    atexit.register(shutil.rmtree, root, True)  # links to the packaged extensions, for this process only
     for plat in ("linux_amd64", "linux_arm64", "osx_arm64", "osx_amd64"):
         os.makedirs(os.path.join(root, version, plat))
         for name, path in found.items():
@@ -128,11 +131,15 @@ def _geoparquet_api(config: ServeConfig, settings_kw: dict, storage_options):
         coll["assets"] = {**assets, "data": {"href": href, "type": MT, "roles": ["data"], "title": "stac-geoparquet items"}}
         collections.append(coll)
     tmp = tempfile.mkdtemp(prefix="spectralearth-serve-")
+    atexit.register(shutil.rmtree, tmp, True)
     path = os.path.join(tmp, "collections.json")
     with open(path, "w") as f:
         json.dump(collections, f)
     settings = Settings(stac_fastapi_collections_href=path, stac_fastapi_collections_reload_seconds=10**9, **settings_kw)
-    api = create(settings=settings, duckdb_client=_duckdb_client())
+    from spectralearth.catalog.api.temporal import SpanSearchClient
+
+    # datetime by intersection with each item's span, as STAC API item-search defines it
+    api = create(settings=settings, duckdb_client=SpanSearchClient(_duckdb_client()))
     api.client.stac_version = STAC_VERSION
     return api
 

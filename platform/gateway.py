@@ -233,7 +233,8 @@ def start_gateway_cluster(
 def shutdown_gateway_cluster(gateway, cluster, client) -> None:
     """Close the client, shut the cluster down and close the gateway connection (errors are logged)."""
     for what, closer in (
-        ("client", client.close if client is not None else None),
+        # bounded: an interrupted job must not wait on a scheduler that is going away
+        ("client", (lambda: client.close(timeout=15)) if client is not None else None),
         ("cluster", (lambda: _shutdown_cluster(cluster)) if cluster is not None else None),
         ("gateway", (lambda: close_gateway(gateway)) if gateway is not None else None),
     ):

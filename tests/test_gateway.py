@@ -220,7 +220,12 @@ def test_gateway_cluster_shut_down_on_ctrl_c(stack, gateway_env, tmp_path):
         assert line.startswith("READY"), proc.stderr.read()
         assert stack_processes(stack.data_dir, include_services=False), "no scheduler/worker process seen"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"the job did not end within 120 s of Ctrl-C; it printed:\n{out[-2000:]}\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

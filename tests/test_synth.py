@@ -353,3 +353,20 @@ def test_cli(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "nope" in err and "truncated-tiff" in err
+
+
+def test_compact_xml_reads_the_same_and_is_small(tmp_path):
+    """compact_xml drops only the calibration/navigation bodies: the parsed metadata is identical."""
+    from dataclasses import asdict
+
+    from spectralearth.catalog.enmap import discover_products, read_metadata
+
+    metas, sizes = {}, {}
+    for compact in (False, True):
+        root = str(tmp_path / f"compact-{compact}")
+        synthesize_archive(root, SynthConfig(tiles=3, footprints_only=True, seed=21, compact_xml=compact))
+        found = discover_products(root)
+        metas[compact] = {s.product_id: asdict(read_metadata(s)) for s in found.sources}
+        sizes[compact] = [os.path.getsize(s.file("METADATA.XML")) for s in found.sources]
+    assert metas[True] == metas[False] and len(metas[True]) == 3
+    assert max(sizes[True]) * 8 < min(sizes[False]), sizes

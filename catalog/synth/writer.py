@@ -182,7 +182,7 @@ def write_product(spec: TileSpec, folder: str, config: SynthConfig, *, fault: st
             sizes[name[len(stem) + 1:]] = os.path.getsize(os.path.join(folder, name))
     cover = {k: 0.0 for k in (*MASKS, "WATER")} if fault == "all-nodata" else scene.cover()
     xml = metadata_xml(spec, wavelengths=wl, fwhm=fwhm, cover=cover, grid_corners_lonlat=_grid_corners(spec),
-                       file_sizes=sizes, stem=stem)
+                       file_sizes=sizes, stem=stem, compact=config.compact_xml)
     with open(path("METADATA.XML"), "wb") as f:
         f.write(xml)
     sizes["METADATA.XML"] = len(xml)

@@ -78,6 +78,7 @@ def metadata_xml(
     grid_corners_lonlat: tuple[tuple[float, float], ...],
     file_sizes: dict[str, int] | None = None,
     stem: str | None = None,
+    compact: bool = False,
 ) -> bytes:
     """Serialize the METADATA.XML of one product.
 
@@ -90,6 +91,8 @@ def metadata_xml(
         file_sizes: bytes per SUFFIX of the files delivered (listed in productFileInformation
             with their sizes, METADATA.XML always); None lists every file with size 0.
         stem: product stem, if it differs from ``spec.stem`` (a re-delivery).
+        compact: leave the calibration and navigation sections empty (see
+            ``SynthConfig.compact_xml``).
 
     Returns:
         UTF-8 XML bytes.
@@ -233,7 +236,7 @@ def metadata_xml(
             idx = names.index(before) if before in names else len(names)
             product.insert(idx, marker)
             names.insert(idx, tag)
-    calibration, navigation = _static_sections()
+    calibration, navigation = ("<calibration/>", "<navigation/>") if compact else _static_sections()
     text = ET.tostring(root, encoding="unicode").replace("@@BANDS@@", bands + "\n    ")
     text = (text.replace("<calibration>@@CALIBRATION@@</calibration>", calibration)
                 .replace("<navigation>@@NAVIGATION@@</navigation>", navigation)

@@ -226,6 +226,7 @@ def main() -> int:
                 from spectralearth.pipelines.build import build
 
                 arch = work / "pixels" / "archive"
+                out["archive"] = {"tiles": args.pixel_tiles, "tile_size": args.pixel_size, "seed": args.pixel_seed}
                 if not (work / "pixels" / "archive.done").exists():
                     measure("synth", lambda: synthesize_archive(str(arch), SynthConfig(tiles=args.pixel_tiles, tile_size=args.pixel_size, seed=args.pixel_seed)), out)
                     (work / "pixels" / "archive.done").write_text("ok")

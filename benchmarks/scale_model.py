@@ -140,6 +140,8 @@ def main() -> None:
                   "| case | tiles | planning wall s | planning CPU s | peak GB (tree) | edges | combinations | views | wall × base | CPU × base | work × base (Σd·min(d,16)) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for case, r in sc.items():
+            if case == "pixels":
+                continue
             p, w = r.get("planning"), r.get("work", {})
             if not p:
                 lines.append(f"| {case} | – | {r.get('error', 'not run')} |||||||||")
@@ -149,6 +151,21 @@ def main() -> None:
                          f"{r['counts']['edges']:,} | {r['counts']['combinations']:,} | {r['counts']['views']:,} | "
                          f"{rb.get('wall_s', '–')} | {rb.get('cpu_s', '–')} | {wr.get('sum_d_min_d_16', '–')} |")
         lines.append("")
+        lines += [f"Load average (1 min) when each case started: "
+                  + ", ".join(f"{c} {r['load_average_1min']}" for c, r in sc.items() if "load_average_1min" in r) + ".", ""]
+        px = sc.get("pixels")
+        if px:
+            lines += ["## Measured: a pixel build of a medium archive (`bench_scale.py`, case `pixels`)", ""]
+            if px.get("error"):
+                lines.append(f"Failed: {px['error']}")
+            else:
+                b = px.get("build", {})
+                a = px.get("archive", {})
+                lines.append(f"`build` of a synthetic archive ({a.get('tiles', '?')} tiles × {a.get('tile_size', '?')} px, 224 bands) "
+                             "on a local cluster of 2 workers: "
+                             f"**{px.get('views', 0):,} views** in {b.get('wall_s', '–')} s wall, {b.get('cpu_s', '–')} CPU-s, "
+                             f"peak {b.get('peak_rss_gb', '–')} GB for the process tree.")
+            lines.append("")
     DOC.write_text("\n".join(lines))
     print(f"wrote {DOC}")
 

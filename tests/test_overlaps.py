@@ -233,3 +233,47 @@ def test_footprints_cut_at_the_antimeridian(tmp_path):
         assert inner.contains(shapely.box(p.x0, p.y0 - side, p.x0 + side, p.y0))
     views = select_views(patches, tiles, PlanParams())
     assert (views.groupby("patch").size().reindex(pair["patch"]) == 2).all()
+
+
+def test_planning_simplifies_catalog_footprints_without_moving_them(tmp_path):
+    """The index's ~130-vertex outlines are simplified for planning: far fewer vertices, same places.
+
+    And the combinations computed from the simplified outlines are those of the exact ones.
+    """
+    from spectralearth.catalog import index_archive, read_tiles
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.pipelines.combinations import combinations
+    from spectralearth.pipelines.overlaps import PLANNING_SIMPLIFY_DEG, metric_geometry
+    from spectralearth.platform.cluster import ClusterSpec
+
+    synthesize_archive(str(tmp_path / "archive"), SynthConfig(tiles=60, footprints_only=True, compact_xml=True, seed=12, hotspots=2))
+    index_archive(str(tmp_path / "archive"), catalog_url=str(tmp_path / "catalog"), cluster=ClusterSpec(kind="sync"))
+    tiles = read_tiles(str(tmp_path / "catalog"))
+    exact = prepare_tiles(tiles, simplify_deg=0).tiles
+    simple = prepare_tiles(tiles).tiles
+    ge, gs = np.asarray(exact.geometry.values), np.asarray(simple.geometry.values)
+    assert np.median(shapely.get_num_coordinates(ge)) >= 5 * np.median(shapely.get_num_coordinates(gs))
+    ue, _, ae = metric_geometry(ge)
+    us, _, as_ = metric_geometry(gs)
+    assert np.max(np.abs(as_ - ae) / ae) < 1e-9
+    # no point of either outline is more than the tolerance (≤ 1.1 m) from the other
+    assert max(shapely.hausdorff_distance(ue, us, densify=0.05)) <= 1.2
+    assert PLANNING_SIMPLIFY_DEG * 111_320 <= 1.2
+
+    edges = overlap_edges(tiles)
+    assert len(edges) > 20
+    with_simplified = combinations(tiles, edges)
+    import spectralearth.pipelines.overlaps as ov
+
+    original = ov.PLANNING_SIMPLIFY_DEG
+    try:
+        ov.prepare_tiles.__kwdefaults__["simplify_deg"] = 0.0
+        with_exact = combinations(tiles, overlap_edges(tiles))
+    finally:
+        ov.prepare_tiles.__kwdefaults__["simplify_deg"] = original
+    assert len(with_simplified) > 10
+    assert [tuple(m) for m in with_simplified["members"]] == [tuple(m) for m in with_exact["members"]]
+    # an intersection's outline moves by at most the tolerance: its area by at most perimeter × 1.2 m
+    perimeter = shapely.length(shapely.from_wkb(with_exact["geometry_utm"].to_numpy()))
+    delta = np.abs(with_simplified["area_m2"].to_numpy() - with_exact["area_m2"].to_numpy())
+    assert np.all(delta <= perimeter * 1.2), (delta / perimeter).max()

@@ -200,7 +200,9 @@ def _candidate_centres(region, side: float, pixel: float) -> np.ndarray:
     cen = _erode_convex(hull, side / 2)
     if cen.is_empty:
         return np.zeros((0, 2))
-    ex0, ey0, ex1, ey1 = cen.bounds
+    if cen.geom_type == "Polygon":
+        return _row_centres(cen, side, pixel)
+    ex0, ey0, ex1, ey1 = cen.bounds  # a degenerate erosion (a segment or a point)
     out = []
     cy = _snap_down(ey1, pixel)
     while cy >= ey0 - 1e-6:
@@ -215,6 +217,40 @@ def _candidate_centres(region, side: float, pixel: float) -> np.ndarray:
     return np.asarray(out, dtype=float).reshape(-1, 2)
 
 
+def _row_centres(cen, side: float, pixel: float) -> np.ndarray:
+    """The rows of :func:`_candidate_centres` for a convex polygon, from its edges at once.
+
+    Each row ``y`` meets a convex polygon in one interval ``[a, b]``, spanned by the points
+    where the edges cross ``y`` (both ends of an edge that lies on it).
+    """
+    xy = shapely.get_coordinates(shapely.get_exterior_ring(cen))
+    x1, y1, x2, y2 = xy[:-1, 0], xy[:-1, 1], xy[1:, 0], xy[1:, 1]
+    ey0, ey1 = float(xy[:, 1].min()), float(xy[:, 1].max())
+    top = _snap_down(ey1, pixel)
+    n_rows = int(math.floor((top - (ey0 - 1e-6)) / side + 1e-12)) + 1 if top >= ey0 - 1e-6 else 0
+    if n_rows <= 0:
+        return np.zeros((0, 2))
+    cy = top - side * np.arange(n_rows)
+    lo, hi = np.minimum(y1, y2), np.maximum(y1, y2)
+    crosses = (lo[None, :] <= cy[:, None]) & (cy[:, None] <= hi[None, :])
+    dy = y2 - y1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(dy[None, :] != 0, (cy[:, None] - y1[None, :]) / dy[None, :], 0.0)
+    xa = x1[None, :] + t * (x2 - x1)[None, :]
+    xb = np.where(dy[None, :] != 0, xa, x2[None, :])  # an edge on the row: both of its ends
+    a = np.where(crosses, np.minimum(xa, xb), np.inf).min(axis=1)
+    b = np.where(crosses, np.maximum(xa, xb), -np.inf).max(axis=1)
+    out = []
+    for y, lo_x, hi_x in zip(cy.tolist(), a.tolist(), b.tolist()):
+        if lo_x > hi_x:
+            continue
+        cx = _snap_up(lo_x, pixel)
+        while cx <= hi_x + 1e-6:
+            out.append((cx, y))
+            cx += side
+    return np.asarray(out, dtype=float).reshape(-1, 2)
+
+
 class _Accepted:
     """Accepted windows: a grid hash per CRS plus a coarse WGS84 hash across CRSs."""
 
@@ -222,7 +258,7 @@ class _Accepted:
         self.side = side
         self.limit = max_overlap * side * side + 1e-6
         self.by_crs: dict[int, dict[tuple[int, int], list[tuple[float, float]]]] = {}
-        self.wgs: dict[tuple[int, int], list[tuple[int, float, float, Any]]] = {}
+        self.wgs: dict[tuple[int, int], list[tuple[int, float, float, Any, tuple]]] = {}
         self.cell_deg = 0.25
         self.n_crs_seen: set[int] = set()
 
@@ -248,9 +284,10 @@ class _Accepted:
         if len(self.n_crs_seen - {epsg}) == 0:
             return True
         own = None
+        bx0, by0, bx1, by1 = bounds
         for cell in self._wgs_cells(bounds):
-            for other, ox, oy, opoly in self.wgs.get(cell, ()):
-                if other == epsg or not opoly.intersects(poly_wgs):
+            for other, ox, oy, opoly, (ox0, oy0, ox1, oy1) in self.wgs.get(cell, ()):
+                if other == epsg or ox0 > bx1 or ox1 < bx0 or oy0 > by1 or oy1 < by0 or not opoly.intersects(poly_wgs):
                     continue
                 if own is None:
                     own = shapely.box(x0, y0 - s, x0 + s, y0)
@@ -264,7 +301,7 @@ class _Accepted:
         self.by_crs.setdefault(epsg, {}).setdefault((math.floor(x0 / s), math.floor(y0 / s)), []).append((x0, y0))
         self.n_crs_seen.add(epsg)
         for cell in self._wgs_cells(bounds):
-            self.wgs.setdefault(cell, []).append((epsg, x0, y0, poly_wgs))
+            self.wgs.setdefault(cell, []).append((epsg, x0, y0, poly_wgs, tuple(bounds)))
 
 
 def _windows_wgs84(epsg: int, x0: np.ndarray, y0: np.ndarray, side: float):

@@ -129,8 +129,9 @@ def main() -> None:
         "* **Planning memory**: the combination search and the placement run per connected component",
         "  of the footprints, as dask tasks, so worker memory follows the largest component, not the",
         "  archive. The client still holds the tile table and gathers edges, combinations and the plan;",
-        "  at 20× (233k tiles, ~10 M views) that is the next limit (a few GB) — writing them as",
-        "  partitioned parquet datasets from the tasks removes it.",
+        "  at 4× area (46,544 tiles) the process tree peaked at "
+        f"{sc.get('area4', {}).get('planning', {}).get('peak_rss_gb', '–')} GB, and at 20× (233k tiles, ~10 M views)",
+        "  that is the next limit — writing them as partitioned parquet datasets from the tasks removes it.",
         "* **Revisits**: the combination work grows with Σ d·min(d, beam) per tile, i.e. faster than",
         "  linearly when the same area is revisited more often (measured below when available).",
         "",
@@ -147,6 +148,10 @@ def main() -> None:
                 lines.append(f"| {case} | – | {r.get('error', 'not run')} |||||||||")
                 continue
             rb, wr = r.get("ratio_to_base", {}), r.get("work_ratio_to_base", {})
+            bp, bw = sc.get("base", {}).get("planning"), sc.get("base", {}).get("work", {})
+            if case != "base" and bp and not rb:  # a run of this case alone: ratios to the base on file
+                rb = {k: round(p[k] / bp[k], 2) for k in ("wall_s", "cpu_s")}
+                wr = {k: round(w[k] / max(1e-9, bw[k]), 2) for k in ("tiles", "edges", "sum_d_min_d_16") if k in w and k in bw}
             lines.append(f"| {case} | {w.get('tiles', '–'):,} | {p['wall_s']} | {p['cpu_s']} | {p['peak_rss_gb']} | "
                          f"{r['counts']['edges']:,} | {r['counts']['combinations']:,} | {r['counts']['views']:,} | "
                          f"{rb.get('wall_s', '–')} | {rb.get('cpu_s', '–')} | {wr.get('sum_d_min_d_16', '–')} |")

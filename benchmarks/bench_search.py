@@ -7,7 +7,8 @@ pgstac on a throw-away PostgreSQL loaded with pypgstac) and driven by a bounded 
 
 Query kinds: ``bbox+datetime`` (limit 100; half the boxes around patches, half in places
 with no patch, e.g. oceans), and ``item by id`` (``/collections/{id}/items/{item}``).
-Reports p50/p95/p99 (ms) per kind and backend, hits per query, and the target (p95 <= 150 ms).
+Reports p50/p95/p99 (ms) per kind and backend, hits per query, the machine's 1-minute load
+average before and after, and the target (p95 <= 150 ms).
 
 Writes ``benchmarks/results/search.json``.
 Run: ``python benchmarks/bench_search.py --workdir DIR [--requests 200] [--clients 1]``.
@@ -138,8 +139,10 @@ def main() -> None:
             app = create_app(ServeConfig(catalog_url=catalog, backend=backend))
             with ServerThread(app) as srv:
                 start_s = time.perf_counter() - t
+                load_before = os.getloadavg()[0]
                 res = measure(srv.url, queries, args.clients)
             res["startup_s"] = round(start_s, 2)
+            res["load_avg_1min"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]  # before, after
             if pg:
                 res["load_s"], res["loaded_items"] = round(load_s, 1), counts
             result["backends"][backend] = res

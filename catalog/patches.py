@@ -11,9 +11,10 @@ A new cube version adds a ``version=<V>`` folder; the folders of earlier version
 are never rewritten. Readers list the versions whose ``manifest.json`` exists, so
 a publish that crashed half-way is invisible.
 
-Items are sorted along a Hilbert curve of their centres and written in row groups
-of :data:`ROW_GROUP_ROWS`, so the ``bbox`` column statistics of each row group
-bound a small area: a DuckDB bbox query skips the row groups that cannot match.
+Items are sorted along a Hilbert curve of their centres and written in part files of
+:data:`FILE_ROWS` consecutive items (row groups of :data:`ROW_GROUP_ROWS`), so each
+file covers a small area: the embedded STAC API reads only the files that can hold a
+match of a search (:mod:`spectralearth.catalog.api.pruning`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ PROJ_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.jso
 DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
 PATCHES_DIR = "patches"
 ROW_GROUP_ROWS = 2048
-FILE_ROWS = 8192
+FILE_ROWS = 2048
 PIXEL_M = 30.0
 RGB_NM = (640.0, 550.0, 460.0)
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

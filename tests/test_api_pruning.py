@@ -47,27 +47,34 @@ def test_pruned_searches_equal_full_searches(clients, patch_catalog):
     b = items[30]["bbox"]
     around = [b[0] - 0.3, b[1] - 0.3, b[2] + 0.3, b[3] + 0.3]
     year = "2022-01-01T00:00:00Z/2022-12-31T23:59:59Z"
-    cases = [
-        {"bbox": around, "limit": 100},
-        {"bbox": around, "datetime": year, "limit": 100},
-        {"bbox": [8.0, 48.0, 11.0, 49.5], "datetime": "2022-06-01T00:00:00Z/2023-06-30T00:00:00Z", "limit": 7, "offset": 0},
-        {"bbox": [8.0, 48.0, 11.0, 49.5], "datetime": "2022-06-01T00:00:00Z/2023-06-30T00:00:00Z", "limit": 7, "offset": 7},
-        {"bbox": [8.0, 48.0, 11.0, 49.5], "limit": 5, "offset": 19},
-        {"bbox": [-70, -30, -69, -29], "limit": 100},  # no patch there
-        {"ids": some, "limit": 10},
-        {"ids": [items[7]["id"]], "bbox": [-70, -30, -69, -29], "limit": 10},
-        {"intersects": {"type": "Polygon", "coordinates": [[[9, 48.5], [10, 48.5], [10, 48.8], [9, 48.8], [9, 48.5]]]}, "limit": 50},
-        {"bbox": around, "filter": "\"spectralearth:view_count\" >= 2", "limit": 100},
-        {"datetime": "2023-01-01T00:00:00Z/..", "limit": 20, "offset": 30},
+    cases = [  # (search, whether it runs over all files at once)
+        ({"bbox": around, "limit": 100}, False),
+        ({"bbox": around, "datetime": year, "limit": 100}, False),
+        ({"bbox": [8.0, 48.0, 11.0, 49.5], "datetime": "2022-06-01T00:00:00Z/2023-06-30T00:00:00Z", "limit": 7, "offset": 0}, False),
+        ({"bbox": [8.0, 48.0, 11.0, 49.5], "datetime": "2022-06-01T00:00:00Z/2023-06-30T00:00:00Z", "limit": 7, "offset": 7}, False),
+        ({"bbox": [8.0, 48.0, 11.0, 49.5], "limit": 5, "offset": 19}, False),
+        ({"bbox": [-70, -30, -69, -29], "limit": 100}, False),  # no patch there
+        ({"ids": some, "limit": 10}, False),
+        ({"ids": [items[7]["id"]], "bbox": [-70, -30, -69, -29], "limit": 10}, False),
+        ({"intersects": {"type": "Polygon", "coordinates": [[[9, 48.5], [10, 48.5], [10, 48.8], [9, 48.8], [9, 48.5]]]}, "limit": 50}, False),
+        ({"bbox": around, "filter": "\"spectralearth:view_count\" >= 2", "limit": 100}, False),
+        ({"datetime": "2023-01-01T00:00:00Z/..", "limit": 20, "offset": 30}, False),
+        ({"limit": 10}, False),  # plain pages: from the file the offset falls in
+        ({"limit": 10, "offset": 37}, False),
+        ({"limit": 100, "offset": 85}, False),
+        ({"limit": 10, "offset": 90}, False),
+        ({"filter": "\"spectralearth:view_count\" >= 2", "limit": 10, "offset": 3}, True),
+        ({"bbox": [6.0, 47.0, 16.0, 50.0], "sortby": [{"field": "datetime", "direction": "desc"}], "limit": 10}, True),
     ]
-    for kw in cases:
+    for kw, whole in cases:
         want = _ids(full.search(href, **kw))
         rec.hrefs.clear()
         got = _ids(pruned.search(href, **dict(kw)))
         assert got == want, kw
-        if "datetime" not in kw or "bbox" in kw or "ids" in kw:
-            assert href not in rec.hrefs and len(set(rec.hrefs)) < len(files), (kw, rec.hrefs)
-    assert want  # the last case has matches
+        assert (rec.hrefs == [href]) if whole else (href not in rec.hrefs), (kw, rec.hrefs)
+        if "bbox" in kw or "ids" in kw or "offset" in kw:
+            assert len(set(rec.hrefs)) < len(files), (kw, rec.hrefs)
+    assert all(_ids(full.search(href, **kw)) for kw, _ in cases[9:10] + cases[10:13])  # these have matches
     # a page walk across the part files gives every match once, in the order of one search over all of them
     box = {"bbox": [6.0, 47.0, 16.0, 50.0], "datetime": "2022-01-01T00:00:00Z/2024-12-31T23:59:59Z"}
     everything = _ids(full.search(href, **box, limit=1000))

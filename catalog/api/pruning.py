@@ -15,12 +15,15 @@ bbox intersects the query's bounds, temporal extent intersects the interval, id 
 equal), then runs the wrapped search on the files holding those only, one file after
 the other in the files' order, and stops when the page is full. No candidate: an empty
 page without a query. The wrapped search still decides every match (geometry, datetime,
-CQL2 filter), so results are those of a search over all files.
+CQL2 filter), so results are those of a search over all files. A search that selects
+nothing (a plain page of items) reads the files the same way, from the file its offset
+falls in.
 
 Paging stays that of stac-fastapi-geoparquet: ``offset`` counts matches in file order
-and row order, the order DuckDB reads a glob in (sorted file names). A ``sortby`` over several candidate
-files, and a search with nothing to prune by, go to the wrapped search over the whole
-href unchanged.
+and row order, the order DuckDB reads a glob in (sorted file names). A ``sortby`` over
+several candidate files, and a CQL2 ``filter`` (or ``query``) with nothing else to prune
+by, go to the wrapped search over the whole href unchanged: one DuckDB query over all
+files beats many small ones when few items match.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import numpy as np
 __all__ = ["ItemIndex", "PrunedSearchClient", "href_files"]
 
 _NO_TIME = np.iinfo(np.int64)
+# search parameters that select items (any of them: not every item of the files matches)
+_SELECTING = ("bbox", "intersects", "datetime", "ids", "filter", "query", "collections", "sortby")
 
 
 def href_files(href: str) -> list[str]:
@@ -60,6 +65,7 @@ class ItemIndex:
         import pyarrow.parquet as pq
 
         self.files = list(files)
+        self.rows: list[int] = []
         boxes, tmin, tmax, hashes, file_of = [], [], [], [], []
         for k, path in enumerate(self.files):
             pf = pq.ParquetFile(path)
@@ -67,6 +73,7 @@ class ItemIndex:
             cols = [c for c in ("id", "bbox", "datetime", "start_datetime", "end_datetime") if c in names]
             t = pf.read(columns=cols)
             n = t.num_rows
+            self.rows.append(n)
             if "bbox" in cols:
                 bb = t.column("bbox").combine_chunks()
                 boxes.append(np.stack([bb.field(f).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -187,32 +194,46 @@ class PrunedSearchClient:
             return self._indexes[href]
 
     def search(self, href: str, **kwargs: Any) -> list[dict[str, Any]]:
+        index = self.index(href)
+        if not any(kwargs.get(k) for k in _SELECTING):
+            # every item matches: the offset skips whole files by their row counts
+            return self._paged(index.files, kwargs, rows=index.rows)
         bounds, interval = _bounds(kwargs), _interval(kwargs.get("datetime"))
         ids = kwargs.get("ids")
         if isinstance(ids, str):
             ids = [ids]
-        if bounds is None and interval is None and not ids:
-            return self._client.search(href, **kwargs)
-        index = self.index(href)
         files = index.candidates(bounds=bounds, interval=interval, ids=ids or None)
-        if len(files) == len(index.files) or (kwargs.get("sortby") and len(files) > 1):
-            return self._client.search(href, **kwargs)  # nothing pruned, or an order over several files
+        narrowed = kwargs.get("filter") or kwargs.get("query") or kwargs.get("collections")
+        if (kwargs.get("sortby") and len(files) > 1) or (narrowed and len(files) == len(index.files)):
+            # an order over several files; or a filter of unknown selectivity over all of them
+            return self._client.search(href, **kwargs)
         return self._paged(files, kwargs)
 
-    def _paged(self, files: list[str], kwargs: dict) -> list[dict[str, Any]]:
-        """Matches of ``files`` in order, ``offset`` skipped, at most ``limit``: as one search over them would give."""
+    def _paged(self, files: list[str], kwargs: dict, rows: list[int] | None = None) -> list[dict[str, Any]]:
+        """Matches of ``files`` in order, ``offset`` skipped, at most ``limit``: as one search over them would give.
+
+        ``rows``: the number of matches of each file, when known (every item matches).
+        """
         limit = kwargs.pop("limit", None)
         offset = int(kwargs.pop("offset", None) or 0)
         kwargs.pop("max_items", None)
         out: list[dict[str, Any]] = []
-        for path in files:
+        for k, path in enumerate(files):
             want = None if limit is None else int(limit) - len(out)
             if want is not None and want <= 0:
                 break
-            # the matches before the offset are read and dropped (rustac projects before it filters,
-            # so they cannot be counted on the id alone)
-            got = self._client.search(path, **kwargs, limit=None if want is None else offset + want)
-            skipped = min(offset, len(got))
-            offset -= skipped
-            out.extend(got[skipped:])
+            if rows is not None:
+                if offset >= rows[k]:
+                    offset -= rows[k]
+                    continue
+                got = self._client.search(path, **kwargs, limit=want, offset=offset)
+                offset = 0
+            else:
+                # the matches before the offset are read and dropped (rustac projects before it
+                # filters, so they cannot be counted on the id alone)
+                got = self._client.search(path, **kwargs, limit=None if want is None else offset + want)
+                skipped = min(offset, len(got))
+                offset -= skipped
+                got = got[skipped:]
+            out.extend(got)
         return out

@@ -157,14 +157,20 @@ def _committed(cube: str) -> bool:
 
 
 def first_items(catalog: str, n: int) -> list[dict]:
-    """The first ``n`` published items (from the first file only)."""
+    """The first ``n`` published items (from the first part files, in order)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from stac_geoparquet.arrow import stac_table_to_items
 
     from spectralearth.catalog.patches import published_versions, version_files
 
-    path = version_files(catalog, published_versions(catalog)[-1])[0]
-    table = pq.read_table(path).slice(0, n)
+    tables, rows = [], 0
+    for path in version_files(catalog, published_versions(catalog)[-1]):
+        if rows >= n:
+            break
+        tables.append(pq.read_table(path))
+        rows += tables[-1].num_rows
+    table = pa.concat_tables(tables).slice(0, n)
     return [dict(it) for it in stac_table_to_items(table)]
 
 

@@ -41,7 +41,7 @@ def ensure_plan(work: Path, tiles: int, seed: int) -> Path:
     if (catalog / "patches.parquet").exists() or (work / "done").exists():
         return catalog
     if not (work / "archive.done").exists():
-        synthesize_archive(str(work / "archive"), SynthConfig(tiles=tiles, footprints_only=True, seed=seed))
+        synthesize_archive(str(work / "archive"), SynthConfig(tiles=tiles, footprints_only=True, seed=seed, compact_xml=True))
         (work / "archive.done").write_text("ok")
     sync = ClusterSpec(kind="sync")
     index_archive(str(work / "archive"), catalog_url=str(catalog), cluster=sync)

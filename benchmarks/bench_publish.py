@@ -28,9 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _util import PeakRSS, write_result  # noqa: E402
 
-VERSION = "footprints-0001"
-
-
 def ensure_plan(work: Path, tiles: int, seed: int) -> Path:
     """The footprint-only archive, its catalog and plan (made once, kept in ``work``)."""
     from spectralearth.catalog import index_archive
@@ -44,7 +41,7 @@ def ensure_plan(work: Path, tiles: int, seed: int) -> Path:
     if (catalog / "patches.parquet").exists() or (work / "done").exists():
         return catalog
     if not (work / "archive.done").exists():
-        synthesize_archive(str(work / "archive"), SynthConfig(tiles=tiles, footprints_only=True, seed=seed))
+        synthesize_archive(str(work / "archive"), SynthConfig(tiles=tiles, footprints_only=True, seed=seed, compact_xml=True))
         (work / "archive.done").write_text("ok")
     sync = ClusterSpec(kind="sync")
     index_archive(str(work / "archive"), catalog_url=str(catalog), cluster=sync)
@@ -54,24 +51,56 @@ def ensure_plan(work: Path, tiles: int, seed: int) -> Path:
     return catalog
 
 
-def footprint_cube(catalog: Path, url: str) -> tuple[int, int]:
-    """Write a committed cube with the plan's index arrays and no pixels; returns (patches, views)."""
+def commit_index_only(url: str, arrays: dict, *, n_bands_from: tuple, attrs: dict) -> str:
+    """Commit a cube version whose build holds only the index arrays (no view chunk); returns its id.
+
+    ``n_bands_from``: (wavelength, fwhm, band numbers) of the stored bands.
+    """
+    import hashlib
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from spectralearth.platform.cube import Version, build_url, commit_version, write_index
+
+    wl, fwhm, bands = n_bands_from
+    n_views, n_patches = len(arrays["view_patch"]), len(arrays["patch_view_start"])
+    build = hashlib.sha256(f"footprints|{n_patches}|{n_views}|{sorted(attrs.items())}".encode()).hexdigest()[:16]
+    index = {**arrays, "view_key": np.arange(n_views, dtype=np.int64), "view_build": np.zeros(n_views, np.int32),
+             "view_slot": np.arange(n_views, dtype=np.int64), "band": np.asarray(bands, np.int16),
+             "wavelength": np.asarray(wl, np.float32), "fwhm": np.asarray(fwhm, np.float32)}
+    group_attrs = {"spectralearth:patch_px": 128, "spectralearth:bands": [int(b) for b in bands],
+                   "spectralearth:n_views": n_views, "spectralearth:n_patches": n_patches, **attrs}
+    write_index(f"{build_url(url, build)}/index", index, attrs=group_attrs)
+    v = commit_version(url, Version(sequence=1, build=build, builds=(build,), run_id=build,
+                                    created=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                                    counts={"views": n_views, "patches": n_patches, "bands": len(bands), "new_views": n_views,
+                                            "reused_views": 0}, attrs=group_attrs))
+    return v.id
+
+
+def _stored_bands():
     import numpy as np
 
     from spectralearth.catalog.synth.spectra import band_table
     from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS
-    from spectralearth.pipelines.plan import read_plan
-    from spectralearth.platform.cube import CubeSpec, commit_cube, create_cube_arrays, write_index_array
 
-    patches, views = read_plan(str(catalog))
     wl, fwhm = band_table()
     sel = np.asarray(SPECTRALEARTH_BANDS) - 1
-    spec = CubeSpec(n_views=len(views), n_patches=len(patches), wavelength_nm=tuple(float(w) for w in wl[sel]),
-                    fwhm_nm=tuple(float(f) for f in fwhm[sel]), band_numbers=tuple(SPECTRALEARTH_BANDS))
-    create_cube_arrays(url, spec)
+    return wl[sel], fwhm[sel], tuple(SPECTRALEARTH_BANDS)
+
+
+def footprint_cube(catalog: Path, url: str) -> tuple[int, int]:
+    """Commit a cube with the plan's index arrays and no pixels; returns (patches, views)."""
+    import numpy as np
+
+    from spectralearth.pipelines.plan import read_plan
+
+    patches, views = read_plan(str(catalog))
+    vt = views["datetime"]
     arrays = {
         "view_patch": views["patch"].to_numpy(np.int64),
-        "view_time": views["datetime"].dt.tz_localize(None).to_numpy("datetime64[us]") if views["datetime"].dt.tz is not None else views["datetime"].to_numpy("datetime64[us]"),
+        "view_time": (vt.dt.tz_localize(None) if vt.dt.tz is not None else vt).to_numpy("datetime64[us]"),
         "view_tile": views["tile"].to_numpy(np.int32),
         "patch_view_start": patches["view_start"].to_numpy(np.int64),
         "patch_view_count": patches["n_views"].to_numpy(np.int16),
@@ -81,10 +110,8 @@ def footprint_cube(catalog: Path, url: str) -> tuple[int, int]:
         "patch_lon": patches["lon"].to_numpy(np.float64),
         "patch_lat": patches["lat"].to_numpy(np.float64),
     }
-    for name, values in arrays.items():
-        write_index_array(url, name, values)
-    commit_cube(url, {"spectralearth:version": VERSION, "spectralearth:patch_px": 128, "spectralearth:source_catalog": str(catalog),
-                      "spectralearth:footprints_only": True})
+    commit_index_only(url, arrays, n_bands_from=_stored_bands(),
+                      attrs={"spectralearth:source_catalog": str(catalog), "spectralearth:footprints_only": True})
     return len(patches), len(views)
 
 
@@ -95,9 +122,6 @@ def scattered_cube(url: str, n_patches: int, n_views: int, seed: int) -> tuple[i
     from pyproj import Transformer
 
     from spectralearth.catalog.synth.land import sample_land
-    from spectralearth.catalog.synth.spectra import band_table
-    from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS
-    from spectralearth.platform.cube import CubeSpec, commit_cube, create_cube_arrays, write_index_array
 
     rng = np.random.default_rng([seed, 0x9B])
     lon, lat = sample_land(rng, n_patches)
@@ -118,30 +142,35 @@ def scattered_cube(url: str, n_patches: int, n_views: int, seed: int) -> tuple[i
     vp = np.repeat(np.arange(n_patches), counts)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     vt = np.datetime64("2022-04-01T10:00:00", "us") + rng.integers(0, 1000 * 86400, vp.size).astype("timedelta64[s]").astype("timedelta64[us]")
-    wl, fwhm = band_table()
-    sel = np.asarray(SPECTRALEARTH_BANDS) - 1
-    spec = CubeSpec(n_views=int(vp.size), n_patches=n_patches, wavelength_nm=tuple(float(w) for w in wl[sel]),
-                    fwhm_nm=tuple(float(f) for f in fwhm[sel]), band_numbers=tuple(SPECTRALEARTH_BANDS))
-    create_cube_arrays(url, spec)
     arrays = {"view_patch": vp, "view_time": vt, "view_tile": rng.integers(0, 11636, vp.size).astype(np.int32),
               "patch_view_start": starts, "patch_view_count": counts.astype(np.int16), "patch_crs": crs.astype(np.int32),
               "patch_x0": x0, "patch_y0": y0, "patch_lon": lon, "patch_lat": lat}
-    for name, values in arrays.items():
-        write_index_array(url, name, values)
-    commit_cube(url, {"spectralearth:version": VERSION, "spectralearth:patch_px": 128, "spectralearth:footprints_only": True,
-                      "spectralearth:layout": "scattered"})
+    commit_index_only(url, arrays, n_bands_from=_stored_bands(),
+                      attrs={"spectralearth:footprints_only": True, "spectralearth:layout": "scattered"})
     return n_patches, int(vp.size)
 
 
+def _committed(cube: str) -> bool:
+    from spectralearth.platform.cube import list_versions
+
+    return bool(list_versions(cube))
+
+
 def first_items(catalog: str, n: int) -> list[dict]:
-    """The first ``n`` published items (from the first file only)."""
+    """The first ``n`` published items (from the first part files, in order)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from stac_geoparquet.arrow import stac_table_to_items
 
     from spectralearth.catalog.patches import published_versions, version_files
 
-    path = version_files(catalog, published_versions(catalog)[-1])[0]
-    table = pq.read_table(path).slice(0, n)
+    tables, rows = [], 0
+    for path in version_files(catalog, published_versions(catalog)[-1]):
+        if rows >= n:
+            break
+        tables.append(pq.read_table(path))
+        rows += tables[-1].num_rows
+    table = pa.concat_tables(tables).slice(0, n)
     return [dict(it) for it in stac_table_to_items(table)]
 
 
@@ -177,7 +206,7 @@ def main() -> None:
     cube = str(work / f"cube-footprints-{args.layout}.zarr")
     if args.layout == "plan":
         catalog = ensure_plan(work, args.tiles, args.seed)
-        if not (Path(cube) / "zarr.json").exists():
+        if not _committed(cube):
             shutil.rmtree(cube, ignore_errors=True)
             footprint_cube(catalog, cube)
     else:
@@ -186,7 +215,7 @@ def main() -> None:
         plan = json.loads((Path(__file__).resolve().parent / "results" / "plan.json").read_text())
         catalog = work / "catalog-scattered"
         catalog.mkdir(exist_ok=True)
-        if not (Path(cube) / "zarr.json").exists():
+        if not _committed(cube):
             shutil.rmtree(cube, ignore_errors=True)
             scattered_cube(cube, int(plan["patches"]), int(plan["views"]), args.seed)
     prep_s = time.perf_counter() - t

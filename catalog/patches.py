@@ -11,9 +11,10 @@ A new cube version adds a ``version=<V>`` folder; the folders of earlier version
 are never rewritten. Readers list the versions whose ``manifest.json`` exists, so
 a publish that crashed half-way is invisible.
 
-Items are sorted along a Hilbert curve of their centres and written in row groups
-of :data:`ROW_GROUP_ROWS`, so the ``bbox`` column statistics of each row group
-bound a small area: a DuckDB bbox query skips the row groups that cannot match.
+Items are sorted along a Hilbert curve of their centres and written in part files of
+:data:`FILE_ROWS` consecutive items (row groups of :data:`ROW_GROUP_ROWS`), so each
+file covers a small area: the embedded STAC API reads only the files that can hold a
+match of a search (:mod:`spectralearth.catalog.api.pruning`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ PROJ_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.jso
 DATACUBE_EXTENSION = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
 PATCHES_DIR = "patches"
 ROW_GROUP_ROWS = 2048
-FILE_ROWS = 131072
+FILE_ROWS = 2048
 PIXEL_M = 30.0
 RGB_NM = (640.0, 550.0, 460.0)
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -523,6 +524,7 @@ def publish_patches(
     thumbnails: bool = True,
     storage_options: Mapping[str, Any] | None = None,
     progress: bool = False,
+    file_rows: int = FILE_ROWS,
 ) -> PublishReport:
     """Publish the patch items (and thumbnails) of a committed cube under ``catalog_url``.
 
@@ -534,6 +536,8 @@ def publish_patches(
         thumbnails: write a pseudo-RGB PNG per patch (reads one view's three bands per patch).
         storage_options: fsspec options (no secrets).
         progress: show progress bars.
+        file_rows: items per part file (consecutive along the Hilbert curve; the embedded
+            STAC API reads only the part files that can hold a match).
 
     Returns:
         The report; ``already_published`` when this version was published before (nothing written).
@@ -558,6 +562,8 @@ def publish_patches(
     n = len(index.view_start)
     if n == 0:
         raise ValueError(f"{storage.redact(cube_url)}: the cube has no patches")
+    if file_rows < 1:
+        raise ValueError(f"file_rows must be a positive number of items per part file, got {file_rows}")
     tiles_url = tiles_catalog_url or index.attrs.get("spectralearth:source_catalog") or catalog_url
     try:
         tile_ids = read_ids(tiles_url, storage_options=storage_options) or None
@@ -587,8 +593,8 @@ def publish_patches(
     import tempfile
 
     try:
-        for k, lo in enumerate(range(0, n, FILE_ROWS)):
-            part = order[lo : lo + FILE_ROWS]
+        for k, lo in enumerate(range(0, n, file_rows)):
+            part = order[lo : lo + file_rows]
             table = items_table(index, part, cube_href=href, footprints=(lon, lat), tile_ids=tile_ids, thumbnail_href=thumb)
             reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=ROW_GROUP_ROWS))
             name = f"part-{k:05d}.parquet"

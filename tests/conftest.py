@@ -212,6 +212,6 @@ def patch_catalog(tmp_path_factory):
     write_sample_cube(cube, cfg)  # commits version v1 of a new versioned cube
     version = cube_version(cube)
     assert version == "v1"
-    report = publish_patches(cube, catalog)
+    report = publish_patches(cube, catalog, file_rows=16)  # several part files, as at full scale
     yield SimpleNamespace(root=root, catalog=catalog, cube=cube, version=version, cfg=cfg, report=report)
     shutil.rmtree(root, ignore_errors=True)

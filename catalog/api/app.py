@@ -3,8 +3,9 @@
 * ``geoparquet`` (embedded default, no database): stac-fastapi-geoparquet, which
   queries the stac-geoparquet files in place with DuckDB (through rustac). DuckDB's
   extensions come from PyPI packages (``duckdb-extension-*``), never downloaded at
-  run time. The patch files are Hilbert-sorted with small row groups
-  (:mod:`spectralearth.catalog.patches`), so a bbox query reads few row groups.
+  run time. The patch files are Hilbert-sorted in small part files
+  (:mod:`spectralearth.catalog.patches`), and a search reads only the files that can
+  hold a match (:mod:`spectralearth.catalog.api.pruning`).
 * ``pgstac`` (production): stac-fastapi-pgstac over PostgreSQL + PostGIS with the
   pgstac schema; :func:`load_pgstac` copies the catalogs in with pypgstac's loader.
 
@@ -136,10 +137,15 @@ def _geoparquet_api(config: ServeConfig, settings_kw: dict, storage_options):
     with open(path, "w") as f:
         json.dump(collections, f)
     settings = Settings(stac_fastapi_collections_href=path, stac_fastapi_collections_reload_seconds=10**9, **settings_kw)
+    from spectralearth.catalog.api.pruning import PrunedSearchClient
     from spectralearth.catalog.api.temporal import SpanSearchClient
 
-    # datetime by intersection with each item's span, as STAC API item-search defines it
-    api = create(settings=settings, duckdb_client=SpanSearchClient(_duckdb_client()))
+    # datetime by intersection with each item's span, as STAC API item-search defines it;
+    # each search reads only the files that can hold a match
+    client = PrunedSearchClient(SpanSearchClient(_duckdb_client()))
+    for coll in collections:
+        client.index(coll["assets"]["data"]["href"])  # read at start-up, not by the first search
+    api = create(settings=settings, duckdb_client=client)
     api.client.stac_version = STAC_VERSION
     return api
 

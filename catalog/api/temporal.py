@@ -15,7 +15,6 @@ Everything else goes to the wrapped client unchanged.
 
 from __future__ import annotations
 
-import glob
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -96,7 +95,9 @@ def _temporal_columns(href: str) -> tuple[bool, bool]:
     """
     import pyarrow.parquet as pq
 
-    files = sorted(glob.glob(href)) if any(c in href for c in "*?[") else [href]
+    from spectralearth.catalog.api.pruning import href_files
+
+    files = href_files(href)
     if not files:
         return False, True
     span, has_datetime = True, False

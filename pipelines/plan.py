@@ -202,7 +202,12 @@ def _candidate_centres(region, side: float, pixel: float) -> np.ndarray:
         return np.zeros((0, 2))
     if cen.geom_type == "Polygon":
         return _row_centres(cen, side, pixel)
-    ex0, ey0, ex1, ey1 = cen.bounds  # a degenerate erosion (a segment or a point)
+    return _line_centres(cen, side, pixel)  # a degenerate erosion (a segment or a point)
+
+
+def _line_centres(cen, side: float, pixel: float) -> np.ndarray:
+    """Window-centre rows of any region: one intersection with a horizontal line per row."""
+    ex0, ey0, ex1, ey1 = cen.bounds
     out = []
     cy = _snap_down(ey1, pixel)
     while cy >= ey0 - 1e-6:

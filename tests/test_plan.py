@@ -130,31 +130,11 @@ def test_quality_filters_match_the_masks(tmp_path):
         assert v.fail == (failing[0] if failing else "")
 
 
-def _centres_by_line_intersection(cen, side: float, pixel: float) -> np.ndarray:
-    """Window-centre rows the slow way: intersect the region with one horizontal line per row."""
-    import shapely
-
-    from spectralearth.pipelines.plan import _snap_down, _snap_up
-
-    ex0, ey0, ex1, ey1 = cen.bounds
-    out, cy = [], _snap_down(ey1, pixel)
-    while cy >= ey0 - 1e-6:
-        seg = shapely.intersection(cen, shapely.LineString([(ex0 - 1.0, cy), (ex1 + 1.0, cy)]))
-        if not seg.is_empty:
-            a, _, b, _ = seg.bounds
-            cx = _snap_up(a, pixel)
-            while cx <= b + 1e-6:
-                out.append((cx, cy))
-                cx += side
-        cy -= side
-    return np.asarray(out, dtype=float).reshape(-1, 2)
-
-
 def test_row_centres_match_line_intersections():
-    """The vectorised rows of window centres are those of one line intersection per row."""
+    """The vectorised rows of window centres (convex regions) are those of one line intersection per row."""
     import shapely
 
-    from spectralearth.pipelines.plan import _erode_convex, _row_centres
+    from spectralearth.pipelines.plan import _erode_convex, _line_centres, _row_centres
 
     rng = np.random.default_rng(3)
     side, pixel, checked = 3840.0, 30.0, 0
@@ -166,11 +146,11 @@ def test_row_centres_match_line_intersections():
         cen = _erode_convex(hull, side / 2)
         if cen.is_empty or cen.geom_type != "Polygon":
             continue
-        want = _centres_by_line_intersection(cen, side, pixel)
+        want = _line_centres(cen, side, pixel)
         got = _row_centres(cen, side, pixel)
         assert got.shape == want.shape and np.allclose(got, want, atol=1e-6)
         checked += 1
     square = shapely.box(0, 0, 2 * side, 2 * side)  # horizontal edges lie on rows
     cen = _erode_convex(square, side / 2)
-    np.testing.assert_allclose(_row_centres(cen, side, pixel), _centres_by_line_intersection(cen, side, pixel))
+    np.testing.assert_allclose(_row_centres(cen, side, pixel), _line_centres(cen, side, pixel))
     assert checked > 300

@@ -10,19 +10,12 @@ sums of the band statistics leave int64 and float64 stops being exact.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from datetime import timedelta
 
 import numpy as np
 import pytest
 
-from spectralearth.catalog.synth import SynthConfig
-from spectralearth.catalog.synth.plan import plan_archive, product_stem
-from spectralearth.catalog.synth.render import scene_layers
-from spectralearth.catalog.synth.spectra import product_bands
-from spectralearth.catalog.synth.writer import _grid_corners, write_product
-from spectralearth.catalog.synth.xmlwriter import metadata_xml
+from spectralearth.catalog.synth import SynthConfig, write_revisit_archive
 from spectralearth.pipelines.build import BuildConfig, build
 from spectralearth.pipelines.combinations import CombinationParams
 from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS, ExtractParams
@@ -38,37 +31,7 @@ MIN_VIEWS = 150
 def revisit_archive(root: str, *, footprints_only: bool = False) -> list:
     """``BASES`` tiles of ``TILE_PX`` px, each acquired ``REVISITS`` times; returns the specs written."""
     config = SynthConfig(tiles=BASES, tile_size=TILE_PX, seed=11, hotspots=1, footprints_only=footprints_only)
-    bases = plan_archive(config)
-    specs = []
-    for spec in bases:
-        base_dir = os.path.join(root, spec.subdir, spec.stem)
-        sizes = write_product(spec, base_dir, config)
-        specs.append(spec)
-        wl, fwhm = product_bands(spec.pixel_seed)
-        for r in range(1, REVISITS):
-            start = spec.start + timedelta(days=27 * r)
-            processed = spec.processed + timedelta(days=27 * r)
-            datatake = spec.datatake + 100_000 * r
-            stem = product_stem(datatake, start, spec.tile, spec.version, processed)
-            rv = dataclasses.replace(
-                spec, stem=stem, datatake=datatake, start=start, stop=spec.stop + timedelta(days=27 * r),
-                datatake_start=spec.datatake_start + timedelta(days=27 * r),
-                datatake_stop=spec.datatake_stop + timedelta(days=27 * r), processed=processed,
-                subdir=f"{start:%Y}/{start:%m}", zipped=False,
-            )
-            folder = os.path.join(root, rv.subdir, stem)
-            os.makedirs(folder)
-            for name in os.listdir(base_dir):  # the same rasters, delivered under the revisit's name
-                suffix = name[len(spec.stem) + 1 :]
-                if suffix != "METADATA.XML":
-                    os.link(os.path.join(base_dir, name), os.path.join(folder, f"{stem}-{suffix}"))
-            cover = scene_layers(rv, stride=16).cover()
-            xml = metadata_xml(rv, wavelengths=wl, fwhm=fwhm, cover=cover, grid_corners_lonlat=_grid_corners(rv),
-                               file_sizes={k: v for k, v in sizes.items() if k != "METADATA.XML"}, stem=stem)
-            with open(os.path.join(folder, f"{stem}-METADATA.XML"), "wb") as f:
-                f.write(xml)
-            specs.append(rv)
-    return specs
+    return write_revisit_archive(root, config, REVISITS)
 
 
 CONFIG = BuildConfig(

@@ -9,6 +9,7 @@ carry an ``image`` and a ``metadata`` asset pointing at that server, like DLR's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -88,41 +89,60 @@ def netrc_env(tls, tmp_path_factory):
         yield env
 
 
-@pytest.fixture(scope="module")
-def replica(pixel_archive, tmp_path_factory, tls, netrc_env):
-    """The products as COGs on an HTTPS server with basic auth, and a STAC API over their items."""
+@contextlib.contextmanager
+def serve_replica(archive: str, root: Path, tls: Path, *, ghost: bool = True):
+    """The folder products of ``archive`` as COGs on an HTTPS server with basic auth, and a STAC API over their items.
+
+    Products that deliver the same image file (hard links: revisits) share one COG.
+    ``ghost``: add an item whose files the server does not have (404).
+    """
     from spectralearth.catalog.enmap import discover_products, read_metadata
     from spectralearth.platform.fileserver import AuthFileServer
     from spectralearth.platform.stacserver import StacApiServer, write_items_parquet
 
-    root = tmp_path_factory.mktemp("replica")
     served = root / "files"
-    found = discover_products(pixel_archive)
+    found = discover_products(archive)
     server = AuthFileServer(str(served), username=USER, password=PASSWORD, certfile=str(tls / "server.pem"),
                             keyfile=str(tls / "server.pem")).start()
-    items, local = [], {}
-    for src in found.sources:
-        if src.delivery != "folder":
-            continue  # the ZIP deliveries stay out: the provider serves loose files
-        folder = served / "ENMAP.HSI.L2A" / src.product_id
-        folder.mkdir(parents=True)
-        image = folder / f"{src.product_id}-SPECTRAL_IMAGE.TIF"
-        _cog_copy(Path(src.file("SPECTRAL_IMAGE.TIF")), image)
-        shutil.copy(src.file("METADATA.XML"), folder / f"{src.product_id}-METADATA.XML")
-        files = {s: server.url_of(str((folder / f"{src.product_id}-{s}").relative_to(served)))
-                 for s in ("SPECTRAL_IMAGE.TIF", "METADATA.XML")}
-        items.append(_item(read_metadata(src), src.product_id, files))
-        local[src.product_id] = image
-    # an item whose files the server does not have: 404
-    ghost = dict(items[0], id=items[0]["id"].replace("_V010", "_V019"))
-    ghost["assets"] = {k: dict(v, href=v["href"].replace("ENMAP.HSI.L2A/", "gone/")) for k, v in items[0]["assets"].items()}
-    api = StacApiServer(write_items_parquet(items + [ghost], root / "items.parquet")).start()
+    api = None
     try:
-        yield {"api": api, "files": server, "items": items, "ghost": ghost["id"], "local": local}
+        items, local, cogs = [], {}, {}
+        for src in found.sources:
+            if src.delivery != "folder":
+                continue  # the ZIP deliveries stay out: the provider serves loose files
+            folder = served / "ENMAP.HSI.L2A" / src.product_id
+            folder.mkdir(parents=True)
+            image = folder / f"{src.product_id}-SPECTRAL_IMAGE.TIF"
+            st = os.stat(src.file("SPECTRAL_IMAGE.TIF"))
+            if (st.st_dev, st.st_ino) in cogs:
+                os.link(cogs[st.st_dev, st.st_ino], image)
+            else:
+                _cog_copy(Path(src.file("SPECTRAL_IMAGE.TIF")), image)
+                cogs[st.st_dev, st.st_ino] = image
+            shutil.copy(src.file("METADATA.XML"), folder / f"{src.product_id}-METADATA.XML")
+            files = {s: server.url_of(str((folder / f"{src.product_id}-{s}").relative_to(served)))
+                     for s in ("SPECTRAL_IMAGE.TIF", "METADATA.XML")}
+            items.append(_item(read_metadata(src), src.product_id, files))
+            local[src.product_id] = image
+        extra, ghost_id = [], None
+        if ghost:  # an item whose files the server does not have: 404
+            g = dict(items[0], id=items[0]["id"].replace("_V010", "_V019"))
+            g["assets"] = {k: dict(v, href=v["href"].replace("ENMAP.HSI.L2A/", "gone/")) for k, v in items[0]["assets"].items()}
+            extra, ghost_id = [g], g["id"]
+        api = StacApiServer(write_items_parquet(items + extra, root / "items.parquet")).start()
+        yield {"api": api, "files": server, "items": items, "ghost": ghost_id, "local": local}
     finally:
-        api.stop()
+        if api is not None:
+            api.stop()
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def replica(pixel_archive, tmp_path_factory, tls, netrc_env):
+    """The session archive's products as COGs on an HTTPS server with basic auth, and a STAC API over their items."""
+    with serve_replica(pixel_archive, tmp_path_factory.mktemp("replica"), tls) as r:
+        yield r
 
 
 def _no_secret_under(url: str, secret: str) -> None:
@@ -260,3 +280,49 @@ def test_remote_image_errors_are_named(replica, monkeypatch, tmp_path):
         with pytest.raises(RemoteAuthError, match="refused the credentials"):
             with open_image(src):
                 pass
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_stac_api_ingest_more_than_150_views(tls, netrc_env, tmp_path):
+    """At a size where counts mean something: 8 tiles acquired 24 times each (192 products on the
+    HTTPS replica), indexed from the STAC API and built on 2 workers into a cube of more than 150
+    views, every one of them equal to its window of the remote COG."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from spectralearth.catalog import read_item_dicts
+    from spectralearth.catalog.synth import SynthConfig, write_revisit_archive
+    from spectralearth.pipelines.build import BuildConfig, build
+    from spectralearth.pipelines.combinations import CombinationParams
+    from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS
+    from spectralearth.pipelines.plan import PlanParams, read_plan
+    from spectralearth.platform.cube import open_cube
+
+    bases, revisits = 8, 24
+    archive = str(tmp_path / "archive")
+    specs = write_revisit_archive(archive, SynthConfig(tiles=bases, tile_size=256, seed=11, hotspots=1, compact_xml=True), revisits)
+    with serve_replica(archive, tmp_path / "replica", tls, ghost=False) as rep:
+        api, files = rep["api"], rep["files"]
+        assert len(rep["items"]) == len(specs) == bases * revisits
+        out = tmp_path / "out"
+        config = BuildConfig(combinations=CombinationParams(max_n=2, beam=4),
+                             plan=PlanParams(max_cloud=1.0, max_cloud_shadow=1.0, max_snow=1.0, max_nodata=0.0))
+        report = build(f"stac:{api.url}", str(out), config=config, cluster=ClusterSpec(kind="local", n_workers=2))
+        assert report.stages["index"]["indexed"] == len(specs), report.stages["index"]
+        st = files.stats()
+        assert st["ranged"] > 0 and st.get("status_200", 0) == 0, st  # range requests only, no whole-file download
+
+        catalog = str(out / "catalog")
+        patches, views = read_plan(catalog)
+        assert len(views) >= 150, report.stages["plan"]
+        assert views["tile"].nunique() >= 2 * revisits  # from several tiles, each seen on many dates
+        items = read_item_dicts(catalog)
+        refl = open_cube(str(out / "cube.zarr"), decode=False)["reflectance"]
+        assert refl.shape[0] == len(views)
+        for tile, g in views.groupby("tile"):
+            with rasterio.open(rep["local"][items[int(tile)]["id"]]) as ds:
+                for v in g.itertuples():
+                    want = ds.read(indexes=list(SPECTRALEARTH_BANDS), window=Window(int(v.col0), int(v.row0), 128, 128))
+                    np.testing.assert_array_equal(refl[int(v.view)].values, want, err_msg=f"view {v.view}")
+        _no_secret_under(str(out), PASSWORD)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .config import FAULT_KINDS, SynthConfig
 from .plan import TileSpec, plan_archive
+from .revisits import write_revisit_archive
 from .writer import MANIFEST_NAME, SynthReport, synthesize_archive
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "TileSpec",
     "plan_archive",
     "synthesize_archive",
+    "write_revisit_archive",
 ]

@@ -256,4 +256,7 @@ def load_pgstac(catalog_url: str, dsn: str, *, storage_options: Mapping[str, Any
                         loader.load_items(iter(items), insert_mode=Methods.upsert)
                         n += len(items)
             counts[coll["id"]] = n
+        # planner statistics now, not whenever autovacuum gets round to it: until then PostgreSQL
+        # guesses how selective a bbox or datetime is when it picks the geometry or datetime index
+        db.connect().execute("ANALYZE pgstac.items")  # autocommit connection
     return counts

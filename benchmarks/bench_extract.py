@@ -370,7 +370,7 @@ def main_layouts(args) -> None:
     from spectralearth.pipelines.extract import SPECTRALEARTH_BANDS, extract_cube
     from spectralearth.pipelines.plan import PlanParams, plan_job, read_plan
     from spectralearth.platform.cluster import ClusterSpec
-    from spectralearth.platform.cube import CubeSpec, create_cube_arrays, view_chunk_format
+    from spectralearth.platform.cube import create_build_arrays, view_chunk_format
 
     numcodecs.blosc.set_nthreads(1)
     _pin_all_threads(sorted(os.sched_getaffinity(0))[0])
@@ -391,8 +391,7 @@ def main_layouts(args) -> None:
         _, views = read_plan(str(catalog))
         floor_root = work / name / "floor.zarr"
         shutil.rmtree(floor_root, ignore_errors=True)
-        create_cube_arrays(str(floor_root), CubeSpec(n_views=len(views), n_patches=1, wavelength_nm=(0.0,) * len(bands),
-                                                    fwhm_nm=(0.0,) * len(bands), band_numbers=tuple(bands)))
+        create_build_arrays(str(floor_root), n_slots=len(views), n_bands=len(bands), patch_px=128, clevel=5, slots_per_task=16)
         fmt = view_chunk_format(str(floor_root))
         for p in archive.rglob("*SPECTRAL_IMAGE.TIF"):  # page cache warm for every reader alike
             with open(p, "rb") as f:
@@ -459,7 +458,7 @@ if __name__ == "__main__":
         ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         ap.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated LAYOUT-INTERLEAVE names")
         ap.add_argument("--tiles", type=int, default=2)
-        ap.add_argument("--tile-size", type=int, default=512)
+        ap.add_argument("--tile-size", type=int, default=None, help="px (default: the real tile size, ~1,000 x 1,200)")
         ap.add_argument("--repeats", type=int, default=3)
         ap.add_argument("--seed", type=int, default=1)
         ap.add_argument("--workdir", default=None)

@@ -52,6 +52,13 @@ ABOUT = {
         "2-worker LocalCluster: read by two range requests (the default), read whole, and the brief XML of the same "
         "tiles, in rotating rounds; 11,636 tiles extrapolated from the median rate.",
     ),
+    "index_real_xml_s3_full": (
+        "Indexing the full archive with real-size METADATA.XML from S3",
+        "python benchmarks/bench_index.py --s3-real-xml --full",
+        "11,636 footprint-only products whose METADATA.XML has the real size (~4.1 MB, 48 GB in all), synthesised "
+        "straight into a loopback SeaweedFS bucket and indexed from there once on a 2-worker LocalCluster with the "
+        "default range-read XML reader; peak memory is the whole process tree.",
+    ),
     "extract_layouts": (
         "Extraction per image layout",
         "python benchmarks/bench_extract.py --layouts tiled-pixel,tiled-band,cog-pixel,stripped-pixel,stripped-band",

@@ -106,7 +106,7 @@ def test_quality_filters_match_the_masks(tmp_path):
     from spectralearth.catalog import index_archive, read_item_dicts, read_tiles
     from spectralearth.pipelines.plan import MASKS, tile_source
 
-    config = SynthConfig(tiles=10, tile_size=224, seed=4, zip_fraction=0.3, zip_deflate=False)
+    config = SynthConfig(tiles=10, tile_size=240, seed=4, zip_fraction=0.3, zip_deflate=False)
     root = tmp_path
     synthesize_archive(str(root / "archive"), config)
     catalog = str(tmp_path / "catalog")

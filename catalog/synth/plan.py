@@ -227,9 +227,24 @@ def _datatakes(config: SynthConfig, rng: np.random.Generator) -> list[dict]:
     return out
 
 
+_INCLINATION_DEG = 97.96  # EnMAP's sun-synchronous orbit
+_TRACK_SPEED = 6830.0  # m/s: speed of the sub-satellite point at EnMAP's 653 km altitude
+_SURFACE_SPEED = 465.1  # m/s: the Earth's surface at the equator (omega * R)
+
+
 def _deviation(lat: float, rng: np.random.Generator) -> float:
-    """Angle between the descending ground track and south (degrees), growing with latitude."""
-    return float(np.clip(10.2 + 2.0 * min(abs(lat) / 60.0, 1.0) + rng.normal(0.0, 0.3), 9.8, 12.8))
+    """Angle between the descending ground track and south (degrees) at latitude ``lat``.
+
+    The orbit plane crosses a parallel at ``asin(cos i / cos lat)`` from the meridian
+    (i = 97.96°: ~8° at the equator, more toward the poles), and the Earth turning east
+    under the satellite adds ``omega * R * cos(lat)`` of westward ground speed. This gives
+    11.8° at the equator and 14.4° at 47.8°, where the real sample's scene azimuth is 14.25°.
+    """
+    c = math.cos(math.radians(lat))
+    s = min(abs(math.cos(math.radians(_INCLINATION_DEG))) / max(c, 1e-6), 0.9)  # capped short of the turning latitude
+    beta = math.asin(s)
+    dev = math.degrees(math.atan2(_TRACK_SPEED * math.sin(beta) + _SURFACE_SPEED * c, _TRACK_SPEED * math.cos(beta)))
+    return float(dev + rng.normal(0.0, 0.3))
 
 
 def plan_archive(config: SynthConfig) -> list[TileSpec]:

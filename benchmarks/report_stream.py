@@ -118,15 +118,28 @@ def render_https(r: dict, tls: dict | None) -> str:
         out.append(f"| PatchStream, parent used obstore, workers from a preloaded forkserver (what `stream.loader()` does) | "
                    f"{fs['samples_per_s']:.1f} | {fs['samples_per_cpu_s']:.1f} | "
                    f"{s['samples_per_cpu_s'] / fs['samples_per_cpu_s']:.2f} | {s['samples_per_s'] / fs['samples_per_s']:.2f} |")
+    ours = s
+    sh = r.get("stream_http")
+    if sh:  # the peers read the server's plain-HTTP port: the stream is compared with them there
+        ours = sh
+        out.append(f"| PatchStream (obstore), same server over plain HTTP | {sh['samples_per_s']:.1f} | "
+                   f"{sh['samples_per_cpu_s']:.1f} | {s['samples_per_cpu_s'] / sh['samples_per_cpu_s']:.2f} | "
+                   f"{s['samples_per_s'] / sh['samples_per_s']:.2f} |")
+    over = r.get("peers_over", "https")
+    peers = r.get("peers") or {}
+    if "error" in peers:
+        errors = [ln.strip() for ln in str(peers["error"]).splitlines() if "Error" in ln and ":" in ln and not ln.startswith(" ")]
+        out.append(f"| peers (over {over}) | failed: {(errors[-1] if errors else 'see the JSON')[:200]} | | | |")
     for name, label in (("mosaicml_streaming", "MosaicML Streaming (MDS, zstd)"), ("litdata", "LitData (zstd)")):
-        p = (r.get("peers") or {}).get(name)
+        p = peers.get(name)
         if not p:
             continue
         if "error" in p:
-            out.append(f"| {label} | failed: {p['error'][:120]} | | | |")
+            out.append(f"| {label} (over {over}) | failed: {p['error'][:120]} | | | |")
             continue
-        out.append(f"| {label} {p.get('version', '')} | {p['samples_per_s']:.1f} | {p['samples_per_cpu_s']:.1f} | "
-                   f"{s['samples_per_cpu_s'] / p['samples_per_cpu_s']:.2f} | {s['samples_per_s'] / p['samples_per_s']:.2f} |")
+        out.append(f"| {label} {p.get('version', '')} (over {over}; stream over {over} vs it) | {p['samples_per_s']:.1f} | "
+                   f"{p['samples_per_cpu_s']:.1f} | {ours['samples_per_cpu_s'] / p['samples_per_cpu_s']:.2f} | "
+                   f"{ours['samples_per_s'] / p['samples_per_s']:.2f} |")
     pl = r["planning"]
     out += [
         "",

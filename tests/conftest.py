@@ -171,13 +171,13 @@ def fault_proxy(s3_server):
 def pixel_archive(tmp_path_factory) -> str:
     """A local synthetic archive with pixels, made once per session and shared by the pipeline tests.
 
-    10 tiles of 224 px (seed 4), 30 % delivered as ZIPs with stored members (so kerchunk can
+    10 tiles of 240 px (seed 4), 30 % delivered as ZIPs with stored members (so kerchunk can
     reference them in place).
     """
     from spectralearth.catalog.synth import SynthConfig, synthesize_archive
 
     root = tmp_path_factory.mktemp("pixel-archive")
-    synthesize_archive(str(root / "archive"), SynthConfig(tiles=10, tile_size=224, seed=4, zip_fraction=0.3, zip_deflate=False))
+    synthesize_archive(str(root / "archive"), SynthConfig(tiles=10, tile_size=240, seed=4, zip_fraction=0.3, zip_deflate=False))
     yield str(root / "archive")
     shutil.rmtree(root, ignore_errors=True)
 

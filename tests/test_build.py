@@ -23,7 +23,7 @@ from spectralearth.pipelines.plan import PlanParams, read_plan
 from spectralearth.platform import storage
 from spectralearth.platform.cluster import ClusterSpec
 
-# 10 tiles of 224 px: this seed has 2- and 3-tile combinations and multi-date patches.
+# 10 tiles of 240 px (the session archive): this seed has 2- and 3-tile combinations and multi-date patches.
 # The synthetic scenes are cloudier than SpectralEarth's selection: permissive filters keep views to check.
 PLAN = PlanParams(max_cloud=0.6, max_cloud_shadow=0.6, max_snow=1.0)
 

@@ -236,7 +236,7 @@ def layout_catalog(request, tmp_path_factory):
     layout, interleave = request.param
     root = tmp_path_factory.mktemp(f"layout-{layout}-{interleave}")
     archive, catalog = str(root / "archive"), str(root / "catalog")
-    synthesize_archive(archive, SynthConfig(tiles=2, tile_size=224, seed=6, zip_fraction=0.5, zip_deflate=False,
+    synthesize_archive(archive, SynthConfig(tiles=2, tile_size=320, seed=6, zip_fraction=0.5, zip_deflate=False,
                                             layout=layout, interleave=interleave))
     sync = ClusterSpec(kind="sync")
     rep = index_archive(archive, catalog_url=catalog, cluster=sync)

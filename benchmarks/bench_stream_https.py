@@ -187,6 +187,8 @@ def main() -> None:
                        # may store with the framing (suspected, not confirmed): checksums only where required.
                        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
                        "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+                if args.peers_over == "http":
+                    env["AWS_ALLOW_HTTP"] = "true"  # object_store (LitData's obstore) refuses http:// without it
                 proc = subprocess.run(
                     [args.peers_python, str(Path(__file__).with_name("peers_stream.py")), str(tmp / "views.npy"),
                      "s3://bench", "--workers", str(args.workers), "--repeats", str(args.repeats),
@@ -194,10 +196,17 @@ def main() -> None:
                 sys.stderr.write(proc.stderr[-4000:])
                 peers = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else \
                     {"error": proc.stderr[-2000:]}
+                for p in peers.values():  # each peer keeps the stream figure it was compared with (same run)
+                    if isinstance(p, dict) and "samples_per_cpu_s" in p:
+                        p["stream_same_run"] = {k: ours[k] for k in ("samples_per_s", "samples_per_cpu_s")}
+                        p["measured"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                if args.peer and previous is not None:  # one peer rerun: keep the others' earlier measurements
+                    peers = {**{k: v for k, v in (previous.get("peers") or {}).items()
+                                if isinstance(v, dict) and "samples_per_cpu_s" in v and k not in peers}, **peers}
                 result["peers"] = peers
                 result["vs_peers"] = {
-                    name: {"cpu_ratio": ours["samples_per_cpu_s"] / p["samples_per_cpu_s"],
-                           "wall_ratio": ours["samples_per_s"] / p["samples_per_s"]}
+                    name: {"cpu_ratio": p.get("stream_same_run", ours)["samples_per_cpu_s"] / p["samples_per_cpu_s"],
+                           "wall_ratio": p.get("stream_same_run", ours)["samples_per_s"] / p["samples_per_s"]}
                     for name, p in peers.items() if isinstance(p, dict) and "samples_per_cpu_s" in p
                 }
                 print("vs peers", result["vs_peers"], flush=True)

@@ -129,7 +129,7 @@ def main() -> None:
             if previous is not None:
                 result.update({k: v for k, v in previous.items()
                                if k in ("stream", "fork_fallback", "after_parent_read_forkserver", "floor")})
-                result["stream_measured"] = previous["when"]
+                result["stream_measured"] = previous.get("stream_measured", previous["when"])
             else:
                 kw = dict(workers=args.workers, io_threads=args.io_threads)
                 _pass(url, context=args.context, **kw)  # warms the server's page cache

@@ -105,6 +105,12 @@ def run_mds(views, remote: str, args) -> dict:
 def run_litdata(views, remote: str, args) -> dict:
     import litdata
 
+    if os.environ["AWS_ENDPOINT_URL"].startswith("http://"):
+        # LitData builds its obstore S3Store with fixed client options (no environment), and object_store
+        # refuses plain http:// unless the client allows it: the one setting a user of such an endpoint adds
+        import litdata.streaming.downloader as lit_dl
+
+        lit_dl._OBSTORE_CLIENT_OPTIONS = {**lit_dl._OBSTORE_CLIENT_OPTIONS, "allow_http": "true"}
     n = views.shape[0]
     t0 = time.perf_counter()
     out_dir = f"{remote}/litdata"

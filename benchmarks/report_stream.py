@@ -137,7 +137,8 @@ def render_https(r: dict, tls: dict | None) -> str:
         if not p:
             continue
         if "error" in p:
-            out.append(f"| {label} (over {over}) | failed: {p['error'][:120]} | | | |")
+            errors = [ln.strip() for ln in str(p["error"]).splitlines() if "Error" in ln and ":" in ln]
+            out.append(f"| {label} (over {over}) | failed: {(errors[-1] if errors else 'see the JSON')[:160]} | | | |")
             continue
         out.append(f"| {label} {p.get('version', '')} (over {over}; stream over {over} vs it) | {p['samples_per_s']:.1f} | "
                    f"{p['samples_per_cpu_s']:.1f} | {p.get('stream_same_run', ours)['samples_per_cpu_s'] / p['samples_per_cpu_s']:.2f} | "

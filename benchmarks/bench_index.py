@@ -20,6 +20,7 @@ writes results/index_real_xml_s3_full.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -101,25 +102,31 @@ def main() -> int:
 _BIG = re.compile(rb"<(calibration|navigation|time|bandStatistics)>.*?</\1>\s*", re.S)
 
 
-def real_xml_s3(args) -> int:
-    """Index real-size METADATA.XML from S3 against the brief XML of the same tiles."""
+@contextlib.contextmanager
+def _bench_s3(root: Path):
+    """A loopback SeaweedFS server with bucket ``bench``, its credentials in the environment; yields an s3fs filesystem."""
     import fsspec
 
     from spectralearth.platform.seaweed import SeaweedServer
 
+    secret = secrets.token_hex(16)
+    with SeaweedServer(root / "s3", access_key="bench", secret_key=secret, volume_size_limit_mb=1024,
+                       die_with_parent=True) as s3:
+        os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": secret,
+                           "AWS_DEFAULT_REGION": "us-east-1", "SPECTRALEARTH_S3_ENDPOINT": s3.endpoint_url})
+        s3.create_bucket("bench")
+        yield fsspec.filesystem("s3", skip_instance_cache=True, client_kwargs={"endpoint_url": s3.endpoint_url})
+
+
+def real_xml_s3(args) -> int:
+    """Index real-size METADATA.XML from S3 against the brief XML of the same tiles."""
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-index-s3-"))
     archive = root / "archive"
     try:
         synth_s = _footprint_archive(archive, args)
         xmls = sorted(archive.rglob("*-METADATA.XML"))
         sizes = {"real": [p.stat().st_size for p in xmls]}
-        secret = secrets.token_hex(16)
-        with SeaweedServer(root / "s3", access_key="bench", secret_key=secret, volume_size_limit_mb=1024,
-                           die_with_parent=True) as s3:
-            os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": secret,
-                               "AWS_DEFAULT_REGION": "us-east-1", "SPECTRALEARTH_S3_ENDPOINT": s3.endpoint_url})
-            s3.create_bucket("bench")
-            fs = fsspec.filesystem("s3", skip_instance_cache=True, client_kwargs={"endpoint_url": s3.endpoint_url})
+        with _bench_s3(root) as fs:
             brief = []
             with Timer() as up:
                 real_blobs, brief_blobs = {}, {}
@@ -194,22 +201,12 @@ def real_xml_s3(args) -> int:
 
 def real_xml_s3_full(args) -> int:
     """Synthesise ``args.tiles`` footprint-only products with real-size XML into S3 and index them from there."""
-    import fsspec
-
-    from spectralearth.platform.seaweed import SeaweedServer
-
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-index-s3-full-"))
     try:
-        secret = secrets.token_hex(16)
-        with SeaweedServer(root / "s3", access_key="bench", secret_key=secret, volume_size_limit_mb=1024,
-                           die_with_parent=True) as s3:
-            os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": secret,
-                               "AWS_DEFAULT_REGION": "us-east-1", "SPECTRALEARTH_S3_ENDPOINT": s3.endpoint_url})
-            s3.create_bucket("bench")
+        with _bench_s3(root) as fs:
             with Timer() as synth_t:
                 synth = synthesize_archive("s3://bench/archive", SynthConfig(tiles=args.tiles, seed=args.seed, footprints_only=True),
                                            progress=True)
-            fs = fsspec.filesystem("s3", skip_instance_cache=True, client_kwargs={"endpoint_url": s3.endpoint_url})
             xml_keys = [k for k in fs.find("bench/archive") if k.endswith("-METADATA.XML")]
             xml_bytes = sum(fs.sizes(xml_keys))
             print(f"synthesised {len(synth.products)} products, {xml_bytes / 1e9:.1f} GB of XML in {synth_t.seconds:.0f} s", flush=True)

@@ -79,6 +79,16 @@ def _median(runs: list[dict], key: str) -> float:
     return float(statistics.median(r[key] for r in runs))
 
 
+def _stream_figures(url: str, args, floor_samples_per_cpu_s: float) -> dict:
+    """The recommended setup's medians over ``args.repeats`` passes, after one pass that warms the server."""
+    kw = dict(workers=args.workers, io_threads=args.io_threads, context=args.context)
+    _pass(url, **kw)
+    runs = [_pass(url, **kw) for _ in range(args.repeats)]
+    cpu = _median(runs, "samples_per_cpu_s")
+    return {"samples_per_s": _median(runs, "samples_per_s"), "samples_per_cpu_s": cpu,
+            "vs_floor": cpu / floor_samples_per_cpu_s, "runs": runs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patches", type=int, default=150, help="patches of the cube (every view is read)")
@@ -132,12 +142,7 @@ def main() -> None:
                 result["stream_measured"] = previous.get("stream_measured", previous["when"])
             else:
                 kw = dict(workers=args.workers, io_threads=args.io_threads)
-                _pass(url, context=args.context, **kw)  # warms the server's page cache
-                runs = [_pass(url, context=args.context, **kw) for _ in range(args.repeats)]
-                floor = result["floor"]["samples_per_cpu_s"]
-                result["stream"] = {"samples_per_s": _median(runs, "samples_per_s"),
-                                    "samples_per_cpu_s": _median(runs, "samples_per_cpu_s"),
-                                    "vs_floor": _median(runs, "samples_per_cpu_s") / floor, "runs": runs}
+                result["stream"] = _stream_figures(url, args, result["floor"]["samples_per_cpu_s"])
                 print("stream", {k: round(v, 2) for k, v in result["stream"].items() if k != "runs"}, flush=True)
                 fallback = [_pass(url, context="fork", warm_parent=True, **kw) for _ in range(max(1, args.repeats - 1))]
                 result["fork_fallback"] = {"samples_per_s": _median(fallback, "samples_per_s"),
@@ -171,14 +176,9 @@ def main() -> None:
                     saved = os.environ["SPECTRALEARTH_S3_ENDPOINT"]
                     os.environ["SPECTRALEARTH_S3_ENDPOINT"] = endpoint
                     try:
-                        kw = dict(workers=args.workers, io_threads=args.io_threads)
-                        _pass(url, context=args.context, **kw)
-                        runs = [_pass(url, context=args.context, **kw) for _ in range(args.repeats)]
+                        ours = result["stream_http"] = _stream_figures(url, args, result["floor"]["samples_per_cpu_s"])
                     finally:
                         os.environ["SPECTRALEARTH_S3_ENDPOINT"] = saved
-                    ours = result["stream_http"] = {
-                        "samples_per_s": _median(runs, "samples_per_s"), "samples_per_cpu_s": _median(runs, "samples_per_cpu_s"),
-                        "vs_floor": _median(runs, "samples_per_cpu_s") / result["floor"]["samples_per_cpu_s"], "runs": runs}
                     print("stream over http", {k: round(v, 2) for k, v in ours.items() if k != "runs"}, flush=True)
                 result["peers_over"] = args.peers_over
                 env = {**os.environ, "S3_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL": endpoint,

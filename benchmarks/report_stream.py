@@ -92,6 +92,13 @@ def render(r: dict) -> str:
     return "\n".join(out)
 
 
+def _error_line(text: str, *, top_level: bool = False) -> str:
+    """The last ``...Error: ...`` line of a traceback (``top_level``: not an indented one), for a table cell."""
+    errors = [ln.strip() for ln in str(text).splitlines()
+              if "Error" in ln and ":" in ln and not (top_level and ln.startswith(" "))]
+    return errors[-1] if errors else "see the JSON"
+
+
 def render_https(r: dict, tls: dict | None) -> str:
     """The HTTPS figures: the recommended setup, the fork fallback, the peers, planning."""
     c, m, s = r["cube"], r["machine"], r["stream"]
@@ -130,19 +137,18 @@ def render_https(r: dict, tls: dict | None) -> str:
     over = r.get("peers_over", "https")
     peers = r.get("peers") or {}
     if "error" in peers:
-        errors = [ln.strip() for ln in str(peers["error"]).splitlines() if "Error" in ln and ":" in ln and not ln.startswith(" ")]
-        out.append(f"| peers (over {over}) | failed: {(errors[-1] if errors else 'see the JSON')[:200]} | | | |")
+        out.append(f"| peers (over {over}) | failed: {_error_line(peers['error'], top_level=True)[:200]} | | | |")
     for name, label in (("mosaicml_streaming", "MosaicML Streaming (MDS, zstd)"), ("litdata", "LitData (zstd)")):
         p = peers.get(name)
         if not p:
             continue
         if "error" in p:
-            errors = [ln.strip() for ln in str(p["error"]).splitlines() if "Error" in ln and ":" in ln]
-            out.append(f"| {label} (over {over}) | failed: {(errors[-1] if errors else 'see the JSON')[:160]} | | | |")
+            out.append(f"| {label} (over {over}) | failed: {_error_line(p['error'])[:160]} | | | |")
             continue
+        ref = p.get("stream_same_run", ours)  # the stream figure of the peer's own run
         out.append(f"| {label} {p.get('version', '')} (over {over}; stream over {over} vs it) | {p['samples_per_s']:.1f} | "
-                   f"{p['samples_per_cpu_s']:.1f} | {p.get('stream_same_run', ours)['samples_per_cpu_s'] / p['samples_per_cpu_s']:.2f} | "
-                   f"{p.get('stream_same_run', ours)['samples_per_s'] / p['samples_per_s']:.2f} |")
+                   f"{p['samples_per_cpu_s']:.1f} | {ref['samples_per_cpu_s'] / p['samples_per_cpu_s']:.2f} | "
+                   f"{ref['samples_per_s'] / p['samples_per_s']:.2f} |")
     pl = r["planning"]
     out += [
         "",

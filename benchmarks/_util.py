@@ -22,6 +22,8 @@ class PeakRSS:
         self.interval = interval
         self.peak_total = 0
         self.peak_single = 0
+        self.peak_self = 0  # this process alone (the client of a dask job)
+        self.peak_single_child = 0  # the largest child (a dask worker)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -37,6 +39,10 @@ class PeakRSS:
                     continue
                 total += rss
                 single = max(single, rss)
+                if p is me:
+                    self.peak_self = max(self.peak_self, rss)
+                else:
+                    self.peak_single_child = max(self.peak_single_child, rss)
             self.peak_total = max(self.peak_total, total)
             self.peak_single = max(self.peak_single, single)
             self._stop.wait(self.interval)

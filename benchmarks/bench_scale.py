@@ -74,7 +74,8 @@ def measure(name: str, fn, out: dict) -> object:
         raise
     finally:
         rec.update(wall_s=round(time.perf_counter() - t0, 2), cpu_s=round(tree_cpu_s() - c0, 2))
-    rec.update(peak_rss_gb=round(rss.peak_total / 1e9, 3), peak_rss_single_gb=round(rss.peak_single / 1e9, 3))
+    rec.update(peak_rss_gb=round(rss.peak_total / 1e9, 3), peak_rss_single_gb=round(rss.peak_single / 1e9, 3),
+               peak_rss_client_gb=round(rss.peak_self / 1e9, 3))
     print(f"  {name}: {rec['wall_s']} s wall, {rec['cpu_s']} s CPU, {rec['peak_rss_gb']} GB", flush=True)
     return res
 
@@ -155,8 +156,9 @@ def work_figures(catalog: str) -> dict:
     import pandas as pd
 
     from spectralearth.pipelines.overlaps import COMPONENTS_NAME, EDGES_NAME
+    from spectralearth.platform import tables
 
-    e = pd.read_parquet(f"{catalog}/{EDGES_NAME}", columns=["a", "b", "same_datatake"])
+    e = tables.read_table(f"{catalog}/{EDGES_NAME}", columns=["a", "b", "same_datatake"], geo=False)
     comp = pd.read_parquet(f"{catalog}/{COMPONENTS_NAME}", columns=["component", "degree"])
     e = e[~e["same_datatake"]]
     n = len(comp)
@@ -178,9 +180,13 @@ def plan_real_path(catalog: str, out: dict, workers: int) -> None:
         co = measure("combinations", lambda: combinations_job(catalog, cluster=cluster), out)
         pl = measure("plan", lambda: plan_job(catalog, params=PlanParams(), cluster=cluster), out)
     out["planning"] = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(tree_cpu_s() - c0, 2),
-                       "peak_rss_gb": round(rss.peak_total / 1e9, 3)}
+                       "peak_rss_gb": round(rss.peak_total / 1e9, 3), "peak_rss_client_gb": round(rss.peak_self / 1e9, 3),
+                       "peak_rss_worker_gb": round(rss.peak_single_child / 1e9, 3)}
     out["counts"] = {"edges": ov.n_edges, "components": ov.n_components, "combinations": co.n_combinations,
-                     "patches": pl.patches, "views": pl.views, "multi_date_patches": pl.multi_date_patches}
+                     "patches": pl.patches, "views": pl.views, "multi_date_patches": pl.multi_date_patches,
+                     "combinations_by_size": {str(k): v for k, v in co.by_size.items()},
+                     "intersections_evaluated_by_size": {str(k): v for k, v in co.evaluated.items()},
+                     "intersections_evaluated": int(sum(co.evaluated.values())), "plan_tasks": pl.tasks}
     out["work"] = work_figures(catalog)
     print(f"  planning: {out['planning']}", flush=True)
 

@@ -49,7 +49,6 @@ import shapely
 
 from spectralearth.pipelines.overlaps import (
     connected_components,
-    frame_to_parquet_bytes,
     metric_geometry,
     output_base,
     prepare_tiles,
@@ -189,7 +188,7 @@ def _evaluate(left, right, side_m: float):
     return inter, utm, epsg, area, fits
 
 
-def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams) -> list[tuple]:
+def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams, work: dict | None = None) -> list[tuple]:
     """Algorithm 1 for a batch of seed tiles, all seeds advanced one size at a time.
 
     Args:
@@ -197,6 +196,7 @@ def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams) -> lis
         geom: tile row -> WGS84 footprint, for the seeds and all their neighbours.
         adj: tile row -> frozenset of neighbours (distinct datatakes only).
         params: search parameters.
+        work: if given, counts the intersections computed per tuple size (``{n: count}``).
 
     Returns:
         Records ``(members, seed, area_m2, utm_epsg, geom_wgs84, geom_utm)``.
@@ -212,6 +212,8 @@ def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams) -> lis
             left.append(geom[a])
             right.append(geom[b])
     frontier: dict = {}
+    if work is not None and keys:
+        work[2] = work.get(2, 0) + len(keys)
     if keys:
         inter, utm, epsg, area, fits = _evaluate(left, right, side)
         for i in np.flatnonzero(fits):
@@ -238,6 +240,8 @@ def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams) -> lis
         frontier = {}
         if not keys:
             break
+        if work is not None:
+            work[n] = work.get(n, 0) + len(keys)
         inter, utm, epsg, area, fits = _evaluate(left, right, side)
         for i in np.flatnonzero(fits):
             s, members = keys[i]
@@ -253,7 +257,7 @@ def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams) -> lis
     return out
 
 
-def _run_task(payload: tuple, params: CombinationParams) -> pd.DataFrame:
+def _run_task(payload: tuple, params: CombinationParams) -> tuple[pd.DataFrame, dict[int, int]]:
     seeds, local, wkb, local_edges = payload
     geoms = shapely.from_wkb(wkb)
     geom = dict(zip(local.tolist(), geoms))
@@ -262,8 +266,9 @@ def _run_task(payload: tuple, params: CombinationParams) -> pd.DataFrame:
         adj[a].add(b)
         adj[b].add(a)
     fadj = {k: frozenset(v) for k, v in adj.items()}
-    recs = search_seeds(seeds.tolist(), geom, fadj, params)
-    return _records_frame(recs)
+    work: dict[int, int] = {}
+    recs = search_seeds(seeds.tolist(), geom, fadj, params, work)
+    return _records_frame(recs), work
 
 
 def _records_frame(recs: list[tuple]) -> pd.DataFrame:
@@ -296,38 +301,15 @@ def plan_tasks(seeds: np.ndarray, comp: np.ndarray, degree: np.ndarray, *, beam:
     return [seeds[cut == k] for k in np.unique(cut)]
 
 
-def combinations(
-    tiles: gpd.GeoDataFrame,
-    edges: pd.DataFrame,
-    *,
-    beam: int = 16,
-    patch_px: int = 128,
-    pixel_m: float = 30.0,
-    max_n: int | None = None,
-    client=None,
-    n_tasks: int | None = None,
-) -> gpd.GeoDataFrame:
-    """Temporal combinations of a tile table (Algorithm 1), see the module docstring.
-
-    Args:
-        tiles: the tile table the edges were built from (row position = tile index).
-        edges: overlap edges (columns a, b; ``same_datatake`` edges are ignored).
-        beam: n-tuples kept per seed tile and size (n ≥ 3).
-        patch_px: patch side in pixels.
-        pixel_m: pixel size in metres.
-        max_n: largest tuple size (None: no limit).
-        client: a ``distributed.Client``; None runs the tasks on local threads.
-        n_tasks: number of tasks (default: 8 per worker thread).
+def _search_groups(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: CombinationParams, *, client=None,
+                   n_tasks: int | None = None) -> tuple[list[list[tuple]], list[tuple[pd.Series, pd.Series]], int]:
+    """The search as groups of task payloads: a group holds whole components (its tasks' results
+    are de-duplicated together), groups are in component order.
 
     Returns:
-        One row per combination, sorted by (n, members): ``members`` (sorted tile
-        rows), ``member_ids``, ``n``, ``component``, ``area_m2`` (in ``utm_epsg``),
-        ``utm_epsg`` (UTM zone of the intersection's centroid), ``geometry_utm``
-        (WKB, in ``utm_epsg``) and ``geometry`` (WGS84 intersection).
+        ``(groups, lookups, n_tiles)``: per group its task payloads, and (tile id, component)
+        by tile row for the tiles its tasks touch.
     """
-    import dask
-
-    params = CombinationParams(beam=beam, patch_px=patch_px, pixel_m=pixel_m, max_n=max_n)
     prepared = prepare_tiles(tiles)
     n = prepared.n_tiles
     usable = np.zeros(n, dtype=bool)
@@ -360,24 +342,98 @@ def combinations(
         threads = sum(client.nthreads().values()) if client is not None else (os.cpu_count() or 1)
         n_tasks = 8 * max(1, threads)
     chunks = plan_tasks(seeds, comp, degree, beam=params.beam, n_tasks=n_tasks)
-    tasks = []
+    ids = tiles["id"].astype(str).to_numpy()
+    groups: list[list[tuple]] = []
+    lookups: list[tuple[pd.Series, pd.Series]] = []
+    touched: list[np.ndarray] = []
     for k, chunk in enumerate(chunks):
         local = np.union1d(chunk, nbrs_of["t"][np.isin(nbrs_of["s"].to_numpy(), chunk)].to_numpy())
         inside = np.isin(a, local) & np.isin(b, local)
         payload = (chunk, local, shapely.to_wkb(geoms_all[local]), np.column_stack([a[inside], b[inside]]))
-        tasks.append(dask.delayed(_run_task, pure=False)(payload, params, dask_key_name=f"combinations-task-{k}"))
+        # chunks are cut in component order: a component cut across chunks joins them in one group
+        if groups and comp[chunk[0]] == comp[chunks[k - 1][-1]]:
+            groups[-1].append(payload)
+            touched[-1] = np.union1d(touched[-1], local)
+        else:
+            groups.append([payload])
+            touched.append(local)
+    for rows in touched:
+        lookups.append((pd.Series(ids[rows], index=rows), pd.Series(comp[rows], index=rows)))
+    return groups, lookups, n
+
+
+def _group_frame(parts: list[tuple[pd.DataFrame, dict]], lookup: tuple[pd.Series, pd.Series]) -> gpd.GeoDataFrame:
+    """The combinations of one group of components (its tasks' records, de-duplicated and sorted)."""
+    return _finalize(pd.concat([p[0] for p in parts], ignore_index=True), *lookup)
+
+
+def _work_of(parts: list[tuple[pd.DataFrame, dict]]) -> dict[int, int]:
+    """Intersections the group's tasks computed, per tuple size."""
+    out: dict[int, int] = {}
+    for _, w in parts:
+        for k, v in w.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def combinations(
+    tiles: gpd.GeoDataFrame,
+    edges: pd.DataFrame,
+    *,
+    beam: int = 16,
+    patch_px: int = 128,
+    pixel_m: float = 30.0,
+    max_n: int | None = None,
+    client=None,
+    n_tasks: int | None = None,
+) -> gpd.GeoDataFrame:
+    """Temporal combinations of a tile table (Algorithm 1), see the module docstring.
+
+    Returns the whole result in this process; :func:`write_combinations` writes it as a
+    table, part by part from the tasks.
+
+    Args:
+        tiles: the tile table the edges were built from (row position = tile index).
+        edges: overlap edges (columns a, b; ``same_datatake`` edges are ignored).
+        beam: n-tuples kept per seed tile and size (n ≥ 3).
+        patch_px: patch side in pixels.
+        pixel_m: pixel size in metres.
+        max_n: largest tuple size (None: no limit).
+        client: a ``distributed.Client``; None runs the tasks on local threads.
+        n_tasks: number of tasks (default: 8 per worker thread).
+
+    Returns:
+        One row per combination, sorted by (n, members): ``members`` (sorted tile
+        rows), ``member_ids``, ``n``, ``component``, ``area_m2`` (in ``utm_epsg``),
+        ``utm_epsg`` (UTM zone of the intersection's centroid), ``geometry_utm``
+        (WKB, in ``utm_epsg``) and ``geometry`` (WGS84 intersection).
+    """
+    import dask
+
+    params = CombinationParams(beam=beam, patch_px=patch_px, pixel_m=pixel_m, max_n=max_n)
+    groups, lookups, _ = _search_groups(tiles, edges, params, client=client, n_tasks=n_tasks)
+    tasks = []
+    for g, (payloads, lookup) in enumerate(zip(groups, lookups)):
+        parts = [dask.delayed(_run_task, pure=False)(p, params, dask_key_name=f"combinations-task-{g}-{j}")
+                 for j, p in enumerate(payloads)]
+        tasks.append(dask.delayed(_group_frame, pure=False)(parts, lookup, dask_key_name=f"combinations-group-{g}"))
     if not tasks:
-        parts = [_records_frame([])]
-    elif client is not None:
-        parts = client.gather(client.compute(tasks))
+        return _finalize(_records_frame([]), pd.Series(dtype=object), pd.Series(dtype=np.int64))
+    if client is not None:
+        frames = client.gather(client.compute(tasks))
     else:
-        parts = list(dask.compute(*tasks, scheduler="threads" if len(tasks) > 1 else "sync"))
-    found = pd.concat(parts, ignore_index=True)
-    return _finalize(found, tiles, comp)
+        frames = list(dask.compute(*tasks, scheduler="threads" if len(tasks) > 1 else "sync"))
+    out = pd.concat(frames, ignore_index=True)
+    keys = [tuple(m) for m in out["members"]]
+    order = sorted(range(len(keys)), key=lambda i: (len(keys[i]), keys[i]))
+    return gpd.GeoDataFrame(out.iloc[order].reset_index(drop=True), geometry="geometry", crs=4326)
 
 
-def _finalize(found: pd.DataFrame, tiles: gpd.GeoDataFrame, comp: np.ndarray) -> gpd.GeoDataFrame:
-    ids = tiles["id"].astype(str).to_numpy()
+def _finalize(found: pd.DataFrame, ids, comp) -> gpd.GeoDataFrame:
+    """De-duplicate (keep the smallest seed's instance), sort by (n, members), add ids and components.
+
+    ``ids`` and ``comp`` are looked up by tile row (arrays, or Series indexed by tile row).
+    """
     if len(found):
         found = found.assign(key=found["members"].map(tuple), n=found["members"].map(len))
         found = found.sort_values(["seed"], kind="stable").drop_duplicates("key", keep="first")
@@ -385,12 +441,17 @@ def _finalize(found: pd.DataFrame, tiles: gpd.GeoDataFrame, comp: np.ndarray) ->
         order = sorted(range(len(keys)), key=lambda i: (len(keys[i]), keys[i]))
         found = found.iloc[order].reset_index(drop=True)
     members = [list(map(int, m)) for m in found["members"]] if len(found) else []
+    sizes = np.array([len(m) for m in members], dtype=np.int64)
+    flat = np.fromiter((t for m in members for t in m), dtype=np.int64, count=int(sizes.sum()))
+    ids_flat = ids.reindex(flat).to_numpy() if isinstance(ids, pd.Series) else np.asarray(ids, dtype=object)[flat]
+    comp_of = comp.reindex(flat).to_numpy() if isinstance(comp, pd.Series) else np.asarray(comp)[flat]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if len(sizes) else np.zeros(0, np.int64)
     out = pd.DataFrame(
         {
             "members": pd.Series(members, dtype=object),
-            "member_ids": pd.Series([[ids[i] for i in m] for m in members], dtype=object),
-            "n": np.array([len(m) for m in members], dtype=np.int64),
-            "component": np.array([comp[m[0]] for m in members], dtype=np.int64),
+            "member_ids": pd.Series([list(ids_flat[a : a + k]) for a, k in zip(starts.tolist(), sizes.tolist())], dtype=object),
+            "n": sizes,
+            "component": comp_of[starts].astype(np.int64) if len(sizes) else np.zeros(0, np.int64),
             "area_m2": found["area_m2"].to_numpy(dtype=float) if len(found) else np.zeros(0),
             "utm_epsg": found["utm_epsg"].to_numpy(dtype=np.int64) if len(found) else np.zeros(0, np.int64),
             "geometry_utm": pd.Series(list(found["geometry_utm"]) if len(found) else [], dtype=object),
@@ -398,6 +459,19 @@ def _finalize(found: pd.DataFrame, tiles: gpd.GeoDataFrame, comp: np.ndarray) ->
     )
     geom = shapely.from_wkb(found["wkb"].to_numpy()) if len(found) else np.array([], dtype=object)
     return gpd.GeoDataFrame(out, geometry=gpd.GeoSeries(geom, crs=4326).values, crs=4326)
+
+
+def _write_group(g: int, parts: list[pd.DataFrame], lookup: tuple[pd.Series, pd.Series], writer) -> dict:
+    """One group's combinations as part ``g`` of the table; returns its entry and what the report needs."""
+    frame = _group_frame(parts, lookup)
+    work = _work_of(parts)
+    comp = frame["component"].to_numpy()
+    facts = {"component_min": int(comp.min()), "component_max": int(comp.max())} if len(frame) else {}
+    entry = writer.part(g, frame, **facts)
+    sizes = frame["n"].value_counts()
+    return {"entry": entry, "by_size": {int(k): int(v) for k, v in sizes.items()}, "work": work,
+            "tiles": np.unique(np.concatenate([np.asarray(m, dtype=np.int64) for m in frame["members"]]))
+            if len(frame) else np.zeros(0, np.int64)}
 
 
 # --------------------------------------------------------------------------- the job
@@ -419,6 +493,8 @@ class CombinationReport:
     """Largest tuple size found."""
     tiles_in_combinations: int
     """Distinct tiles that are member of at least one combination."""
+    evaluated: dict
+    """Intersections computed (and patch-tested) per tuple size n: the search's work."""
     url: str
     """Where the combinations were written."""
     seconds: float
@@ -437,31 +513,57 @@ def write_combinations(
     storage_options=None,
     client=None,
     params: CombinationParams = CombinationParams(),
+    n_tasks: int | None = None,
 ) -> CombinationReport:
-    """Compute the combinations of ``tiles`` and write ``combinations.parquet`` under ``out_url``."""
-    from spectralearth.platform import storage
+    """Compute the combinations of ``tiles`` and write the ``combinations.parquet`` table under ``out_url``.
+
+    Each group of components is searched, de-duplicated and written as one part by the
+    tasks themselves (:mod:`spectralearth.platform.tables`); this process receives counts
+    only. Parts are in component order and sorted by (n, members) within; a part's
+    manifest entry names its component range.
+    """
+    import dask
+
+    from spectralearth.platform import storage, tables
 
     t0 = time.perf_counter()
-    combos = combinations(
-        tiles,
-        edges,
-        beam=params.beam,
-        patch_px=params.patch_px,
-        pixel_m=params.pixel_m,
-        max_n=params.max_n,
-        client=client,
-    )
+    groups, lookups, _ = _search_groups(tiles, edges, params, client=client, n_tasks=n_tasks)
     url = storage.join(out_url, COMBINATIONS_NAME)
-    storage.atomic_write_bytes(url, frame_to_parquet_bytes(combos), storage_options)
-    sizes = combos["n"].value_counts().sort_index()
-    used = {t for m in combos["members"] for t in m}
+    writer = tables.TableWriter(url, storage_options)
+    tasks = []
+    for g, (payloads, lookup) in enumerate(zip(groups, lookups)):
+        parts = [dask.delayed(_run_task, pure=False)(p, params, dask_key_name=f"combinations-task-{g}-{j}-{writer.run}")
+                 for j, p in enumerate(payloads)]
+        tasks.append(dask.delayed(_write_group, pure=False)(g, parts, lookup, writer,
+                                                            dask_key_name=f"combinations-write-{g}-{writer.run}"))
+    try:
+        if not tasks:
+            done = [_write_group(0, [(_records_frame([]), {})], (pd.Series(dtype=object), pd.Series(dtype=np.int64)), writer)]
+        elif client is not None:
+            done = client.gather(client.compute(tasks))
+        else:
+            done = list(dask.compute(*tasks, scheduler="threads" if len(tasks) > 1 else "sync"))
+        doc = writer.commit([d["entry"] for d in done])
+    except BaseException:
+        writer.abandon()
+        raise
+    by_size: dict[int, int] = {}
+    for d in done:
+        for k, v in d["by_size"].items():
+            by_size[k] = by_size.get(k, 0) + v
+    used = np.unique(np.concatenate([d["tiles"] for d in done])) if done else np.zeros(0, np.int64)
+    evaluated: dict[int, int] = {}
+    for d in done:
+        for k, v in d["work"].items():
+            evaluated[k] = evaluated.get(k, 0) + v
     return CombinationReport(
         n_tiles=len(tiles),
         n_edges=len(edges),
-        n_combinations=len(combos),
-        by_size={int(k): int(v) for k, v in sizes.items()},
-        max_n=int(combos["n"].max()) if len(combos) else 0,
-        tiles_in_combinations=len(used),
+        n_combinations=int(doc["rows"]),
+        by_size={k: by_size[k] for k in sorted(by_size)},
+        max_n=max(by_size) if by_size else 0,
+        tiles_in_combinations=int(len(used)),
+        evaluated={k: evaluated[k] for k in sorted(evaluated)},
         url=storage.redact(url),
         seconds=round(time.perf_counter() - t0, 3),
     )
@@ -474,7 +576,7 @@ def combinations_job(
     cluster: ClusterSpec = ClusterSpec(),
     params: CombinationParams = CombinationParams(),
 ) -> CombinationReport:
-    """Read a tile catalog and its overlap graph, write ``combinations.parquet`` beside them.
+    """Read a tile catalog and its overlap graph, write the ``combinations.parquet`` table beside them.
 
     The graph (``overlap_edges.parquet`` beside the catalog) must exist: run the
     overlaps job first.
@@ -490,11 +592,11 @@ def combinations_job(
     """
     from spectralearth.catalog import read_tiles
     from spectralearth.pipelines.overlaps import EDGES_NAME
-    from spectralearth.platform import storage
+    from spectralearth.platform import storage, tables
 
     base = output_base(catalog_url)
     edges_url = storage.join(base, EDGES_NAME)
-    if not storage.exists(edges_url, storage_options):
+    if not tables.exists(edges_url, storage_options):
         raise FileNotFoundError(f"no overlap graph at {storage.redact(edges_url)}: run `spectralearth overlaps` first")
     edges = read_edges(edges_url, storage_options=storage_options)
     tiles = read_tiles(catalog_url, storage_options=storage_options)
@@ -503,10 +605,9 @@ def combinations_job(
 
 
 def read_edges(url: str, *, storage_options=None) -> pd.DataFrame:
-    """Read an ``overlap_edges.parquet`` (without its geometry)."""
-    import io
+    """Read the ``overlap_edges.parquet`` table (without its geometry), sorted by (a, b)."""
+    from spectralearth.platform import tables
 
-    from spectralearth.platform import storage
-
-    data = storage.read_bytes(url, storage_options)
-    return pd.read_parquet(io.BytesIO(data), columns=["a", "b", "id_a", "id_b", "area_m2", "utm_epsg", "same_datatake"])
+    edges = tables.read_table(url, columns=["a", "b", "id_a", "id_b", "area_m2", "utm_epsg", "same_datatake"],
+                              storage_options=storage_options, geo=False)
+    return edges.sort_values(["a", "b"], kind="stable").reset_index(drop=True)

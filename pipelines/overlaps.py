@@ -58,8 +58,10 @@ COMPONENTS_NAME = "overlap_components.parquet"
 
 def utm_epsg(lon, lat) -> np.ndarray:
     """EPSG code (326zz north / 327zz south) of the regular UTM zone holding each point."""
-    lon = np.asarray(lon, dtype=float)
-    lat = np.asarray(lat, dtype=float)
+    # snapped to 1e-9° (0.1 mm): a centroid on a zone boundary, computed from one shape
+    # intersected in two orders, must not fall into two zones by floating-point noise
+    lon = np.round(np.asarray(lon, dtype=float), 9)
+    lat = np.round(np.asarray(lat, dtype=float), 9)
     zone = np.clip(np.floor((lon + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
     return np.where(lat >= 0, 32600 + zone, 32700 + zone).astype(np.int64)
 
@@ -161,7 +163,10 @@ def metric_geometry(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if ok.any():
         lon, lat = centroid_lonlat(geoms[ok])
         epsg[ok] = utm_epsg(lon, lat)
-        utm[ok] = project(geoms[ok], epsg[ok])
+        # Vertices on a straight WGS84 edge change nothing in WGS84 but bend the edge once
+        # projected: one shape intersected in two orders (with and without such vertices)
+        # would measure differently. They are dropped first (tolerance 1e-10°, 0.01 mm).
+        utm[ok] = project(shapely.simplify(geoms[ok], 1e-10), epsg[ok])
         area[ok] = shapely.area(utm[ok].astype(object))
     utm[~ok] = shapely.Polygon()
     return utm, epsg, area
@@ -274,32 +279,57 @@ _EDGE_META = pd.DataFrame(
 
 
 def _exact_pairs(wkb_a: np.ndarray, wkb_b: np.ndarray, a: np.ndarray, b: np.ndarray, min_area_m2: float,
-                 keep_geometry: bool) -> pd.DataFrame:
+                 keep_geometry: bool, ids: tuple[np.ndarray, np.ndarray] | None = None,
+                 datatakes: tuple[np.ndarray, np.ndarray] | None = None, writer=None, k: int = 0):
     """One task: candidate pairs (a < b, envelopes intersect) -> exact edges (positive metric area).
 
     The candidates come from the footprints' envelopes (the cheapest simplified footprint);
     the exact footprints are intersected here and measured in the UTM zone of each
-    intersection's centroid.
+    intersection's centroid. With ``writer`` (a :class:`~spectralearth.platform.tables.TableWriter`,
+    ``ids`` and ``datatakes`` of the pairs' tiles), the task writes its edges as part ``k``
+    of the edges table and returns ``(entry, edges without ids and geometry)``.
     """
     if len(a) == 0:
-        return _EDGE_META.copy()
-    ga = shapely.from_wkb(wkb_a)
-    gb = shapely.from_wkb(wkb_b)
-    hit = shapely.intersects(ga, gb)
-    ga, gb, a, b = ga[hit], gb[hit], a[hit], b[hit]
-    inter = shapely.intersection(ga, gb)
-    _, epsg, area = metric_geometry(inter)
-    keep = area > min_area_m2
-    wkb = shapely.to_wkb(polygonal(inter[keep])) if keep_geometry else np.full(int(keep.sum()), None, dtype=object)
-    return pd.DataFrame(
+        out = _EDGE_META.copy()
+        hit = np.zeros(0, dtype=bool)
+        keep = hit
+    else:
+        ga = shapely.from_wkb(wkb_a)
+        gb = shapely.from_wkb(wkb_b)
+        hit = shapely.intersects(ga, gb)
+        ga, gb = ga[hit], gb[hit]
+        inter = shapely.intersection(ga, gb)
+        _, epsg, area = metric_geometry(inter)
+        keep = area > min_area_m2
+        wkb = shapely.to_wkb(polygonal(inter[keep])) if keep_geometry else np.full(int(keep.sum()), None, dtype=object)
+        out = pd.DataFrame(
+            {
+                "a": a[hit][keep].astype("int64"),
+                "b": b[hit][keep].astype("int64"),
+                "area_m2": area[keep],
+                "utm_epsg": epsg[keep],
+                "wkb": pd.Series(list(wkb), dtype="object"),
+            }
+        )
+    if writer is None:
+        return out
+    sel = np.flatnonzero(hit)[keep] if len(a) else np.zeros(0, np.int64)
+    full = pd.DataFrame(
         {
-            "a": a[keep].astype("int64"),
-            "b": b[keep].astype("int64"),
-            "area_m2": area[keep],
-            "utm_epsg": epsg[keep],
-            "wkb": pd.Series(list(wkb), dtype="object"),
+            "a": out["a"].to_numpy(dtype=np.int64),
+            "b": out["b"].to_numpy(dtype=np.int64),
+            "id_a": ids[0][sel].astype(object),
+            "id_b": ids[1][sel].astype(object),
+            "area_m2": out["area_m2"].to_numpy(dtype=float),
+            "utm_epsg": out["utm_epsg"].to_numpy(dtype=np.int64),
+            "same_datatake": datatakes[0][sel] == datatakes[1][sel],
         }
     )
+    order = np.lexsort((full["b"].to_numpy(), full["a"].to_numpy()))
+    full = full.iloc[order].reset_index(drop=True)
+    geom = shapely.from_wkb(out["wkb"].to_numpy()[order]) if len(full) else np.array([], dtype=object)
+    entry = writer.part(k, gpd.GeoDataFrame(full, geometry=gpd.GeoSeries(geom, crs=4326).values, crs=4326))
+    return entry, full[["a", "b", "area_m2", "utm_epsg", "same_datatake"]]
 
 
 def default_npartitions(n_tiles: int) -> int:
@@ -330,6 +360,7 @@ def _edges_from_prepared(
     npartitions: int | None = None,
     min_area_m2: float = 1.0,
     keep_geometry: bool = False,
+    writer=None,
 ) -> pd.DataFrame:
     usable = prepared.tiles
     geoms = np.asarray(usable.geometry.values, dtype=object)
@@ -358,13 +389,29 @@ def _edges_from_prepared(
             wa, wb = np.where(flip, wkb[jj], wkb[ii]), np.where(flip, wkb[ii], wkb[jj])
             return wa, wb, a, b, min_area_m2, keep_geometry
 
+        if writer is not None:
+            ids_all = prepared.tiles.set_index("tile")["id"].astype(str)
+            dts_all = prepared.tiles.set_index("tile")["datatake"]
+
+            def args(sl, args=args):  # noqa: F811 - the writing task also gets ids and datatakes
+                wa, wb, a, b, *rest = args(sl)
+                return (wa, wb, a, b, *rest, (ids_all.reindex(a).to_numpy(), ids_all.reindex(b).to_numpy()),
+                        (dts_all.reindex(a).to_numpy(), dts_all.reindex(b).to_numpy()), writer)
+
         if client is not None:
-            futs = [client.submit(_exact_pairs, *args(sl), key=f"overlap-edges-{k}-{len(chunks)}", pure=False)
+            futs = [client.submit(_exact_pairs, *args(sl), **({"k": k} if writer is not None else {}),
+                                  key=f"overlap-edges-{k}-{len(chunks)}", pure=False)
                     for k, sl in enumerate(chunks)]
             parts = client.gather(futs)
         else:
-            parts = [_exact_pairs(*args(sl)) for sl in chunks]
+            parts = [_exact_pairs(*args(sl), **({"k": k} if writer is not None else {})) for k, sl in enumerate(chunks)]
+        if writer is not None:
+            entries, parts = [p[0] for p in parts], [p[1] for p in parts]
         edges = pd.concat(parts, ignore_index=True) if parts else _EDGE_META.copy()
+    if writer is not None:
+        if not len(i):
+            entries = []
+        return _commit_edges(writer, entries, edges)
     edges = edges.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
     ids = prepared.tiles.set_index("tile")["id"]
     dts = prepared.tiles.set_index("tile")["datatake"]
@@ -383,6 +430,22 @@ def _edges_from_prepared(
         geom = shapely.from_wkb(edges["wkb"].to_numpy()) if len(edges) else np.array([], dtype=object)
         return gpd.GeoDataFrame(out, geometry=gpd.GeoSeries(geom, crs=4326).values, crs=4326)
     return out
+
+
+def _commit_edges(writer, entries: list[dict], light: pd.DataFrame) -> pd.DataFrame:
+    """Commit the edges table (an empty part when there are no edges); the light edges, sorted by (a, b)."""
+    if not entries:
+        empty = gpd.GeoDataFrame({"a": pd.Series([], dtype="int64"), "b": pd.Series([], dtype="int64"),
+                                  "id_a": pd.Series([], dtype=object), "id_b": pd.Series([], dtype=object),
+                                  "area_m2": pd.Series([], dtype=float), "utm_epsg": pd.Series([], dtype="int64"),
+                                  "same_datatake": pd.Series([], dtype=bool)},
+                                 geometry=gpd.GeoSeries([], crs=4326).values, crs=4326)
+        entries = [writer.part(0, empty)]
+    writer.commit(entries)
+    if "same_datatake" not in light:
+        light = light.assign(same_datatake=np.zeros(len(light), dtype=bool))
+    cols = ["a", "b", "area_m2", "utm_epsg", "same_datatake"]
+    return light[cols].sort_values(["a", "b"], kind="stable").reset_index(drop=True)
 
 
 def _hilbert_order(geoms: np.ndarray) -> np.ndarray:
@@ -552,11 +615,19 @@ def write_overlap_outputs(
     """Build the graph of ``tiles`` and write edges and components under ``out_url``."""
     from spectralearth.platform import storage
 
+    from spectralearth.platform import tables
+
     t0 = time.perf_counter()
     prepared = prepare_tiles(tiles)
-    edges = _edges_from_prepared(
-        prepared, client=client, npartitions=npartitions, min_area_m2=min_area_m2, keep_geometry=True
-    )
+    edges_url = storage.join(out_url, EDGES_NAME)
+    writer = tables.TableWriter(edges_url, storage_options)
+    try:  # the tasks write the edges table; this process keeps (a, b, area, zone, same_datatake)
+        edges = _edges_from_prepared(
+            prepared, client=client, npartitions=npartitions, min_area_m2=min_area_m2, keep_geometry=True, writer=writer
+        )
+    except BaseException:
+        writer.abandon()
+        raise
     n = prepared.n_tiles
     comp = connected_components(n, edges)
     stats = degree_stats(n, edges)
@@ -574,14 +645,12 @@ def write_overlap_outputs(
             "quarantine_reason": reasons.to_numpy(),
         }
     )
-    edges_url = storage.join(out_url, EDGES_NAME)
     comps_url = storage.join(out_url, COMPONENTS_NAME)
-    storage.atomic_write_bytes(edges_url, frame_to_parquet_bytes(edges), storage_options)
     storage.atomic_write_bytes(comps_url, frame_to_parquet_bytes(components), storage_options)
     if plot:
         from spectralearth.pipelines.plot import plot_overlaps
 
-        plot_overlaps(tiles, edges, plot, storage_options=storage_options)
+        plot_overlaps(tiles, tables.read_table(edges_url, storage_options=storage_options), plot, storage_options=storage_options)
     sizes = np.bincount(comp) if n else np.zeros(1, np.int64)
     return OverlapReport(
         n_tiles=n,
@@ -613,9 +682,10 @@ def overlaps_job(
 ) -> OverlapReport:
     """Read a tile catalog, build its overlap graph on a dask cluster, write it beside the catalog.
 
-    Writes ``overlap_edges.parquet`` (GeoParquet, one row per edge with its WGS84
-    intersection) and ``overlap_components.parquet`` (tile, id, component, degree,
-    usable, quarantine_reason) next to the catalog, each in one atomic write.
+    Writes the ``overlap_edges.parquet`` table (GeoParquet parts, one row per edge with
+    its WGS84 intersection, sorted by (a, b) within each part; each task writes its own
+    part, :mod:`spectralearth.platform.tables`) and ``overlap_components.parquet`` (tile,
+    id, component, degree, usable, quarantine_reason; one file) next to the catalog.
 
     Args:
         catalog_url: the tile catalog (folder or parquet URL) as ``read_tiles`` takes it.

@@ -29,8 +29,11 @@ fraction of the window flagged in QL_QUALITY_CLASSES as background (nodata),
 QL_QUALITY_CLOUD, QL_QUALITY_CLOUDSHADOW and QL_QUALITY_SNOW. Masks are read once per
 tile in a dask task. A patch keeps its passing views and is dropped without any.
 
-Outputs beside the catalog: ``patches.parquet`` (GeoParquet), ``views.parquet`` and
-``plan-report.json``.
+Outputs beside the catalog: the ``patches.parquet`` (GeoParquet parts) and
+``views.parquet`` tables (:mod:`spectralearth.platform.tables`: one part per task,
+committed by a manifest) and ``plan-report.json``. :func:`plan_job` runs as dask
+tasks, one per bundle of whole components of the footprints; the process that starts
+it holds the tile table and the tasks' counts, not the plan.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "filter_views",
     "place_patches",
     "plan_job",
+    "plan_tables",
     "read_plan",
     "select_views",
     "tile_source",
@@ -511,24 +515,8 @@ def place_patches(
     seq = np.concatenate([np.arange(len(r["position"])) for r, _ in results]) if results else np.zeros(0, np.int64)
     pos = np.asarray(rec["position"], dtype=np.int64)
     order = np.lexsort((seq, np.zeros(len(pos), np.int64) if not len(results) else np.repeat(np.arange(len(results)), [len(r["position"]) for r, _ in results]), pos))
-    n = len(pos)
-    geom = shapely.from_wkb(np.asarray(rec["geometry"], dtype=object)[order]) if n else np.zeros(0, dtype=object)
-    out = gpd.GeoDataFrame(
-        {
-            "patch": np.arange(n, dtype=np.int64),
-            "crs": np.asarray(rec["crs"], dtype=np.int32)[order] if n else np.zeros(0, np.int32),
-            "x0": np.asarray(rec["x0"], dtype=float)[order] if n else np.zeros(0),
-            "y0": np.asarray(rec["y0"], dtype=float)[order] if n else np.zeros(0),
-            "lon": np.asarray(rec["lon"], dtype=float)[order] if n else np.zeros(0),
-            "lat": np.asarray(rec["lat"], dtype=float)[order] if n else np.zeros(0),
-            "priority": np.asarray(rec["priority"], dtype=np.int16)[order] if n else np.zeros(0, np.int16),
-            "combination": np.asarray(rec["combination"], dtype=np.int64)[order] if n else np.zeros(0, np.int64),
-            "members": pd.Series([rec["members"][i] for i in order], dtype=object),
-        },
-        geometry=gpd.GeoSeries(np.asarray(geom, dtype=object), crs=4326).values,
-        crs=4326,
-    )
-    counts["placed"] = n
+    out = _patches_frame(rec, order)
+    counts["placed"] = len(out)
     return out, counts
 
 
@@ -544,7 +532,11 @@ def select_views(
         at most one tile per (patch, datatake) (a member first, then the smallest row);
         sorted by (patch, datetime, tile).
     """
-    tf = _tile_frame(tiles)
+    return _views_of(patches, _tile_frame(tiles), params)
+
+
+def _views_of(patches: pd.DataFrame, tf: pd.DataFrame, params: PlanParams) -> pd.DataFrame:
+    """:func:`select_views` on a tile frame (``_tile_frame``, or the rows of one plan task)."""
     side, px = params.side_m, params.patch_px
     parts = []
     for epsg in sorted(set(int(c) for c in patches["crs"])):
@@ -632,7 +624,7 @@ def _filter_tile(item: dict, windows: np.ndarray, patch_px: int, storage_options
 
 def filter_views(
     views: pd.DataFrame,
-    items: list[dict],
+    items: list[dict] | Mapping[int, dict],
     params: PlanParams = PlanParams(),
     *,
     storage_options: Mapping[str, Any] | None = None,
@@ -646,9 +638,10 @@ def filter_views(
     """
     views = views.copy()
     fracs = np.full((len(views), len(MASKS)), np.nan)
+    pairs = items.items() if isinstance(items, Mapping) else enumerate(items)
     has_masks = {
         int(i): any(a in (it.get("assets") or {}) for a in ("ql_quality_classes", "ql_quality_cloud"))
-        for i, it in enumerate(items)
+        for i, it in pairs
     }
     if params.pixel_filters and len(views):
         groups = {int(t): np.flatnonzero(views["tile"].to_numpy() == t) for t in np.unique(views["tile"]) if has_masks.get(int(t))}
@@ -703,6 +696,7 @@ class PlanReport:
     pixel_filters: bool = False
     params: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
+    tasks: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -730,21 +724,180 @@ def _finalize(patches: gpd.GeoDataFrame, views: pd.DataFrame, patch_px: int) -> 
 
 
 def read_plan(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    """Read ``patches.parquet`` and ``views.parquet`` written beside a catalog.
+    """Read the whole plan (``patches.parquet`` and ``views.parquet`` tables beside a catalog).
+
+    For a plan too large for one process, read its parts one at a time
+    (:func:`spectralearth.platform.tables.part_urls` of :func:`plan_tables`): patch ``k``
+    of the plan is row ``k`` of the patches table, its views are rows
+    ``view_start … view_start + n_views − 1`` of the views table, and the parts of the
+    two tables cover the same patches.
 
     Raises:
         FileNotFoundError: no plan beside the catalog (run ``spectralearth plan``).
     """
+    from spectralearth.platform import tables
+
+    purl, vurl = plan_tables(catalog_url)
+    if not tables.exists(purl, storage_options) or not tables.exists(vurl, storage_options):
+        from spectralearth.platform import storage
+
+        raise FileNotFoundError(f"no patch plan beside {storage.redact(catalog_url)}: run `spectralearth plan` first")
+    patches = tables.read_table(purl, storage_options=storage_options)
+    views = tables.read_table(vurl, storage_options=storage_options, geo=False)
+    return patches, views
+
+
+def plan_tables(catalog_url: str) -> tuple[str, str]:
+    """URLs of the plan's two tables (patches, views) beside a catalog."""
     from spectralearth.pipelines.overlaps import output_base
     from spectralearth.platform import storage
 
     base = output_base(catalog_url)
-    purl, vurl = storage.join(base, PATCHES_NAME), storage.join(base, VIEWS_NAME)
-    if not storage.exists(purl, storage_options) or not storage.exists(vurl, storage_options):
-        raise FileNotFoundError(f"no patch plan beside {storage.redact(base)}: run `spectralearth plan` first")
-    patches = gpd.read_parquet(io.BytesIO(storage.read_bytes(purl, storage_options)))
-    views = pd.read_parquet(io.BytesIO(storage.read_bytes(vurl, storage_options)))
-    return patches, views
+    return storage.join(base, PATCHES_NAME), storage.join(base, VIEWS_NAME)
+
+
+# The job runs in two passes of dask tasks, one task per bundle of whole components of the
+# footprints (windows and views never cross a component):
+#   1. place → views → QL filters → drop failing views, in the task; the task writes its
+#      patches and views (numbered from 0) to a staging run and returns only counts;
+#   2. with the counts, the client knows each bundle's first patch and view number; a
+#      second task per bundle renumbers its staged part and writes the final part.
+# The client holds the tile table and the counts, never the plan.
+
+_STAGE = "stage"
+
+
+def _task_regions(combos_url: str | None, combo_parts: list[tuple[str, int]], owned: np.ndarray,
+                  tile_rows: np.ndarray, epsg: np.ndarray, params: PlanParams,
+                  storage_options) -> tuple[list[tuple[int, int, int, tuple[int, ...]]], dict[str, int]]:
+    """The task's regions in placement order: its combinations (by −n, −area, members), then its single tiles.
+
+    A combination belongs to the task owning its first member; ``combo_parts`` are the
+    combinations table's part URLs with the global row of their first row.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from spectralearth.platform import storage
+
+    counts = {"combinations": 0, "combinations_mixed_crs": 0, "combinations_unusable": 0, "single_tiles": 0}
+    by_tile = {int(t): int(e) for t, e in zip(tile_rows.tolist(), epsg.tolist())}
+    found: list[tuple[int, float, tuple[int, ...], int]] = []
+    owned_arr = None
+    for url, offset in combo_parts:
+        table = pq.read_table(io.BytesIO(storage.read_bytes(url, storage_options)), columns=["members", "n", "area_m2"])
+        if owned_arr is None:
+            import pyarrow as pa
+
+            owned_arr = pa.array(owned.astype(np.int64))
+        first = pc.list_element(table.column("members"), 0).cast("int64")
+        sel = np.flatnonzero(pc.is_in(first, value_set=owned_arr).to_numpy(zero_copy_only=False))
+        if not len(sel):
+            continue
+        sub = table.take(sel)
+        for row, ms, nn, area in zip((sel + offset).tolist(), sub.column("members").to_pylist(),
+                                     sub.column("n").to_pylist(), sub.column("area_m2").to_pylist()):
+            found.append((int(nn), float(area), tuple(int(m) for m in ms), int(row)))
+    found.sort(key=lambda r: (-r[0], -round(r[1]), r[2]))
+    regions: list[tuple[int, int, int, tuple[int, ...]]] = []
+    for _n, _area, members, row in found:
+        counts["combinations"] += 1
+        if any(m not in by_tile for m in members):
+            counts["combinations_unusable"] += 1
+            continue
+        if len({by_tile[m] for m in members}) != 1:
+            counts["combinations_mixed_crs"] += 1
+            continue
+        regions.append((len(regions), len(members), row, members))
+    if params.singles:
+        for t in tile_rows.tolist():
+            regions.append((len(regions), 1, -1, (int(t),)))
+            counts["single_tiles"] += 1
+    return regions, counts
+
+
+def _patches_frame(rec: dict[str, list], order: np.ndarray | None = None) -> gpd.GeoDataFrame:
+    """Placed windows as a frame, numbered from 0, in ``order`` (default: by region position, then as placed)."""
+    pos = np.asarray(rec["position"], dtype=np.int64)
+    if order is None:
+        order = np.lexsort((np.arange(len(pos)), pos))
+    n = len(pos)
+    geom = shapely.from_wkb(np.asarray(rec["geometry"], dtype=object)[order]) if n else np.zeros(0, dtype=object)
+    return gpd.GeoDataFrame(
+        {
+            "patch": np.arange(n, dtype=np.int64),
+            "crs": np.asarray(rec["crs"], dtype=np.int32)[order] if n else np.zeros(0, np.int32),
+            "x0": np.asarray(rec["x0"], dtype=float)[order] if n else np.zeros(0),
+            "y0": np.asarray(rec["y0"], dtype=float)[order] if n else np.zeros(0),
+            "lon": np.asarray(rec["lon"], dtype=float)[order] if n else np.zeros(0),
+            "lat": np.asarray(rec["lat"], dtype=float)[order] if n else np.zeros(0),
+            "priority": np.asarray(rec["priority"], dtype=np.int16)[order] if n else np.zeros(0, np.int16),
+            "combination": np.asarray(rec["combination"], dtype=np.int64)[order] if n else np.zeros(0, np.int64),
+            "members": pd.Series([rec["members"][i] for i in order], dtype=object),
+        },
+        geometry=gpd.GeoSeries(np.asarray(geom, dtype=object), crs=4326).values,
+        crs=4326,
+    )
+
+
+def _plan_bundle(k: int, tf: pd.DataFrame, owned: np.ndarray, combos_url: str | None, combo_parts: list[tuple[str, int]],
+                 items: dict[int, dict], params: PlanParams, patches_stage, views_stage, storage_options) -> dict[str, Any]:
+    """Pass 1 for one bundle of components: place, select and filter views, write the staged parts; return counts."""
+    tf = tf.copy()
+    tf["geometry"] = shapely.from_wkb(tf["geometry"].to_numpy())
+    tile_rows = tf["tile"].to_numpy(dtype=np.int64)
+    epsg = tf["epsg"].to_numpy(dtype=np.int64)
+    regions, counts = _task_regions(combos_url, combo_parts, owned, tile_rows, epsg, params, storage_options)
+    members = {m for r in regions for m in r[3]}
+    row_of = {int(t): i for i, t in enumerate(tile_rows.tolist())}
+    wkb = {m: shapely.to_wkb(tf["geometry"].iat[row_of[m]]) for m in members}
+    rec, placed = _place_group(regions, wkb, {m: int(epsg[row_of[m]]) for m in members}, params)
+    counts.update(placed)
+    patches = _patches_frame(rec)
+    counts["placed"] = len(patches)
+    views = _views_of(patches, tf, params)
+    out: dict[str, Any] = {"k": k, "counts": counts, "candidate_views": len(views),
+                           "candidate_views_members_only": int(views["member"].sum()) if len(views) else 0}
+    views = filter_views(views, items, params, storage_options=storage_options)
+    out["removed_by_filter"] = {name: int((views["fail"] == name).sum()) for name in MASKS}
+    patches, views = _finalize(patches, views, params.patch_px)
+    out["patches"], out["views"] = len(patches), len(views)
+    out["views_members_only"] = int(views["member"].sum()) if len(views) else 0
+    nv = patches["n_views"].to_numpy() if len(patches) else np.zeros(0, int)
+    out["multi_date_patches"] = int((nv > 1).sum())
+    out["patches_by_views"] = {str(int(a)): int(b) for a, b in zip(*np.unique(nv, return_counts=True))}
+    out["patches_part"] = patches_stage.part(k, patches)
+    out["views_part"] = views_stage.part(k, views)
+    return out
+
+
+def _renumber_bundle(k: int, patch_offset: int, view_offset: int, patches_stage, views_stage,
+                     patches_out, views_out, storage_options) -> tuple[dict, dict]:
+    """Pass 2 for one bundle: its staged parts with the plan-wide patch and view numbers."""
+    from spectralearth.platform import storage, tables
+
+    patches = tables.read_part(storage.join(patches_stage.url, tables.part_name(patches_stage.run, k)), storage_options=storage_options)
+    views = tables.read_part(storage.join(views_stage.url, tables.part_name(views_stage.run, k)), storage_options=storage_options, geo=False)
+    patches["patch"] += patch_offset
+    patches["view_start"] += view_offset
+    views["patch"] += patch_offset
+    views["view"] += view_offset
+    first = {"first_patch": patch_offset, "first_view": view_offset}
+    return patches_out.part(k, patches, **first), views_out.part(k, views, **first)
+
+
+def _bundles(tf: pd.DataFrame, n_tasks: int) -> list[np.ndarray]:
+    """Tile-frame rows per task: whole components of the footprints, contiguous in component order."""
+    geoms = np.asarray(tf["geometry"].to_numpy(), dtype=object)
+    comp = tile_components(geoms) if len(geoms) else np.zeros(0, np.int64)
+    if not len(comp):
+        return [np.zeros(0, np.int64)]
+    sizes = np.bincount(comp).astype(float)
+    target = sizes.sum() / max(1, n_tasks)
+    cut = np.floor(np.cumsum(sizes) / target - 1e-9).astype(np.int64)  # component -> bundle, contiguous
+    order = np.argsort(comp, kind="stable")
+    by_bundle = cut[comp[order]]
+    return [order[by_bundle == b] for b in np.unique(by_bundle)]
 
 
 def plan_job(
@@ -754,28 +907,33 @@ def plan_job(
     params: PlanParams = PlanParams(),
     cluster=None,
     progress: bool = False,
+    n_tasks: int | None = None,
 ) -> PlanReport:
-    """Plan patches and views for a catalog and write them beside it.
+    """Plan patches and views for a catalog and write them beside it, as dask tasks.
 
-    Reads ``tiles.parquet`` and ``combinations.parquet`` (optional: without it only
-    single tiles are planned), places windows, selects views, filters them with the QL
-    masks (on a dask cluster; skipped for footprint-only tiles) and writes
-    ``patches.parquet``, ``views.parquet`` and ``plan-report.json``.
+    Reads ``tiles.parquet`` and the ``combinations.parquet`` table (optional: without
+    it only single tiles are planned). The tiles are split into bundles of whole
+    components of their footprints; one task per bundle places its windows, selects
+    their views and filters them with the QL masks (skipped for footprint-only tiles)
+    and writes its part of the ``patches.parquet`` and ``views.parquet`` tables
+    (:mod:`spectralearth.platform.tables`); a second task per bundle gives its part the
+    plan-wide patch and view numbers. Patches are ordered by bundle (components in
+    label order), then in placement order. ``plan-report.json`` sums the tasks' counts.
 
     Args:
         catalog_url: the tile catalog.
         storage_options: fsspec options (no secrets).
         params: placement and filter parameters.
-        cluster: a ``ClusterSpec`` for placement (per component of the footprints) and the
-            pixel filters; None places in this process and filters on a local cluster
-            (not started when there is nothing to filter).
+        cluster: a ``ClusterSpec`` to run the tasks on; None or ``kind="sync"`` runs
+            them one after the other in this process.
         progress: show progress bars.
+        n_tasks: bundles (default: 4 per worker thread; 1 in this process).
     """
     from spectralearth.catalog import read_item_dicts, read_tiles
     from spectralearth.pipelines.combinations import COMBINATIONS_NAME
-    from spectralearth.pipelines.overlaps import frame_to_parquet_bytes, output_base
-    from spectralearth.platform import storage
-    from spectralearth.platform.cluster import ClusterSpec, cluster_client
+    from spectralearth.pipelines.overlaps import output_base
+    from spectralearth.platform import storage, tables
+    from spectralearth.platform.cluster import cluster_client
 
     t0 = time.perf_counter()
     report = PlanReport(catalog_url=storage.redact(catalog_url), params=asdict(params))
@@ -783,69 +941,124 @@ def plan_job(
     t = time.perf_counter()
     tiles = read_tiles(catalog_url, storage_options=storage_options)
     report.tiles = len(tiles)
+    tf = _tile_frame(tiles)
+    del tiles
     curl = storage.join(base, COMBINATIONS_NAME)
-    combos = None
-    if storage.exists(curl, storage_options):
-        combos = gpd.read_parquet(io.BytesIO(storage.read_bytes(curl, storage_options)))
-    report.stages["load"] = round(time.perf_counter() - t, 3)
-
-    t = time.perf_counter()
-    bar = _bar(progress, "plan: place", 1)
-    if bar is not None:
-        bar.total = None
-    try:
-        if cluster is not None and cluster.kind != "sync":  # placement per component, as dask tasks
-            with cluster_client(cluster) as client:
-                patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar is not None else None, client=client)
-        else:
-            patches, counts = place_patches(tiles, combos, params, progress=bar.update if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
-    report.placement = counts
-    report.stages["place"] = round(time.perf_counter() - t, 3)
-
-    t = time.perf_counter()
-    views = select_views(patches, tiles, params)
-    report.candidate_views = len(views)
-    report.candidate_views_members_only = int(views["member"].sum()) if len(views) else 0
-    report.stages["views"] = round(time.perf_counter() - t, 3)
-
-    t = time.perf_counter()
+    combo_parts: list[tuple[str, int]] = []
+    if tables.exists(curl, storage_options):
+        doc = tables.manifest(curl, storage_options)
+        offsets = np.concatenate([[0], np.cumsum([int(p["rows"] or 0) for p in doc["parts"]])])
+        combo_parts = list(zip(tables.part_urls(curl, storage_options, doc=doc), offsets[:-1].tolist()))
+        if doc["parts"] and doc["parts"][0]["rows"] is None:  # a single file: offset 0 is all it needs
+            combo_parts = combo_parts[:1]
     with_masks = _tiles_with_masks(catalog_url, storage_options)
     report.pixel_filters = bool(params.pixel_filters and with_masks)
     # the item dicts (11,636 of them take ~20 s to build) only when there are masks to read
     items = read_item_dicts(catalog_url, storage_options=storage_options) if report.pixel_filters else []
-    n_tasks = len(set(views["tile"].tolist())) if report.pixel_filters else 0
-    bar = _bar(progress, "plan: filter", n_tasks)
-    try:
-        if report.pixel_filters and (cluster is None or cluster.kind != "sync"):
-            with cluster_client(cluster or ClusterSpec()) as client:
-                views = filter_views(views, items, params, storage_options=storage_options, client=client, progress=bar.update if bar else None)
-        else:
-            views = filter_views(views, items, params, storage_options=storage_options, progress=bar.update if bar else None)
-    finally:
-        if bar:
-            bar.close()
-    report.removed_by_filter = {name: int((views["fail"] == name).sum()) for name in MASKS}
-    report.stages["filter"] = round(time.perf_counter() - t, 3)
+    report.stages["load"] = round(time.perf_counter() - t, 3)
+
+    local = cluster is None or cluster.kind == "sync"
+    purl, vurl = plan_tables(catalog_url)
+    p_out, v_out = tables.TableWriter(purl, storage_options), tables.TableWriter(vurl, storage_options)
+    p_stage = tables.TableWriter(purl, storage_options, run=f"{p_out.run}-{_STAGE}")
+    v_stage = tables.TableWriter(vurl, storage_options, run=f"{v_out.run}-{_STAGE}")
+    opts = dict(storage_options or {})
+    n_rows = int(tf["tile"].max()) + 1 if len(tf) else 0
+    all_rows = np.arange(max(n_rows, report.tiles), dtype=np.int64)
+
+    def payloads(n: int):
+        bundles = _bundles(tf, n)
+        assigned = np.zeros(len(all_rows), dtype=bool)
+        for rows in bundles:
+            assigned[tf["tile"].to_numpy()[rows]] = True
+        for k, rows in enumerate(bundles):
+            sub = tf.iloc[rows].copy()
+            sub["geometry"] = shapely.to_wkb(np.asarray(sub["geometry"].to_numpy(), dtype=object))
+            owned = sub["tile"].to_numpy(dtype=np.int64)
+            if k == 0:  # unusable rows own the combinations they start (counted as unusable there)
+                owned = np.concatenate([owned, all_rows[~assigned]])
+            its = {int(t): items[int(t)] for t in sub["tile"]} if items else {}
+            yield k, sub.reset_index(drop=True), owned, its
 
     t = time.perf_counter()
-    n_placed = len(patches)
-    patches, views = _finalize(patches, views, params.patch_px)
-    report.patches_without_views = n_placed - len(patches)
-    report.patches = len(patches)
-    report.views = len(views)
-    report.views_members_only = int(views["member"].sum()) if len(views) else 0
-    nv = patches["n_views"].to_numpy() if len(patches) else np.zeros(0, int)
-    report.multi_date_patches = int((nv > 1).sum())
-    report.patches_by_views = {str(int(k)): int(v) for k, v in zip(*np.unique(nv, return_counts=True))}
-    storage.atomic_write_bytes(storage.join(base, PATCHES_NAME), frame_to_parquet_bytes(patches), storage_options)
-    storage.atomic_write_bytes(storage.join(base, VIEWS_NAME), frame_to_parquet_bytes(views), storage_options)
-    report.stages["write"] = round(time.perf_counter() - t, 3)
+    try:
+        if local:
+            bar = _bar(progress, "plan: place, views, filter", 1)
+            firsts = []
+            for k, sub, owned, its in payloads(n_tasks or 1):
+                firsts.append(_plan_bundle(k, sub, owned, curl, combo_parts, its, params, p_stage, v_stage, opts))
+                if bar:
+                    bar.update(1)
+            if bar:
+                bar.close()
+            report.stages["place_views_filter"] = round(time.perf_counter() - t, 3)
+            t = time.perf_counter()
+            p_off, v_off = _offsets(firsts)
+            finals = [_renumber_bundle(f["k"], int(p_off[i]), int(v_off[i]), p_stage, v_stage, p_out, v_out, opts)
+                      for i, f in enumerate(firsts)]
+        else:
+            from distributed import as_completed
+
+            with cluster_client(cluster) as client:
+                threads = sum(client.nthreads().values())
+                futs = [client.submit(_plan_bundle, k, sub, owned, curl, combo_parts, its, params, p_stage, v_stage, opts,
+                                      key=f"plan-bundle-{k}-{p_out.run}", pure=False)
+                        for k, sub, owned, its in payloads(n_tasks or 4 * max(1, threads))]
+                bar = _bar(progress, "plan: place, views, filter", len(futs))
+                firsts = []
+                for fut in as_completed(futs):
+                    firsts.append(fut.result())
+                    fut.release()
+                    if bar:
+                        bar.update(1)
+                if bar:
+                    bar.close()
+                firsts.sort(key=lambda f: f["k"])
+                report.stages["place_views_filter"] = round(time.perf_counter() - t, 3)
+                t = time.perf_counter()
+                p_off, v_off = _offsets(firsts)
+                futs = [client.submit(_renumber_bundle, f["k"], int(p_off[i]), int(v_off[i]), p_stage, v_stage, p_out, v_out, opts,
+                                      key=f"plan-renumber-{f['k']}-{p_out.run}", pure=False) for i, f in enumerate(firsts)]
+                finals = client.gather(futs)
+    except BaseException:
+        for w in (p_stage, v_stage, p_out, v_out):
+            w.abandon()
+        raise
+    p_entries, v_entries = [f[0] for f in finals], [f[1] for f in finals]
+    meta = {"patches": int(sum(f["patches"] for f in firsts)), "views": int(sum(f["views"] for f in firsts))}
+    v_out.commit(v_entries, **meta)
+    p_out.commit(p_entries, **meta)
+    report.stages["renumber_write"] = round(time.perf_counter() - t, 3)
+
+    counts: dict[str, int] = {}
+    for f in firsts:
+        for key, v in f["counts"].items():
+            counts[key] = counts.get(key, 0) + int(v)
+    report.placement = counts
+    report.candidate_views = int(sum(f["candidate_views"] for f in firsts))
+    report.candidate_views_members_only = int(sum(f["candidate_views_members_only"] for f in firsts))
+    report.removed_by_filter = {name: int(sum(f["removed_by_filter"][name] for f in firsts)) for name in MASKS}
+    report.patches = meta["patches"]
+    report.views = meta["views"]
+    report.patches_without_views = counts.get("placed", 0) - report.patches
+    report.views_members_only = int(sum(f["views_members_only"] for f in firsts))
+    report.multi_date_patches = int(sum(f["multi_date_patches"] for f in firsts))
+    by_views: dict[int, int] = {}
+    for f in firsts:
+        for key, v in f["patches_by_views"].items():
+            by_views[int(key)] = by_views.get(int(key), 0) + v
+    report.patches_by_views = {str(key): by_views[key] for key in sorted(by_views)}
+    report.tasks = len(firsts)
     report.seconds = round(time.perf_counter() - t0, 3)
     storage.atomic_write_bytes(storage.join(base, REPORT_NAME), json.dumps(report.to_dict(), indent=2).encode(), storage_options)
     return report
+
+
+def _offsets(firsts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """First plan-wide patch and view number of each bundle (bundles in order)."""
+    p = np.concatenate([[0], np.cumsum([f["patches"] for f in firsts])])[:-1]
+    v = np.concatenate([[0], np.cumsum([f["views"] for f in firsts])])[:-1]
+    return p.astype(np.int64), v.astype(np.int64)
 
 
 def _tiles_with_masks(catalog_url: str, storage_options: Mapping[str, Any] | None) -> int:

@@ -187,17 +187,20 @@ def test_empty_plan_is_an_error(planned_catalog, tmp_path):
     import pandas as pd
 
     from spectralearth.pipelines.plan import read_plan
+    from spectralearth.platform import tables
 
     empty = tmp_path / "catalog"
     fs, _ = storage.filesystem(planned_catalog)
     fs.put(planned_catalog.rstrip("/") + "/", str(empty), recursive=True)
     patches, views = read_plan(planned_catalog)
-    views.iloc[:0].to_parquet(empty / "views.parquet")
-    patches.iloc[:0].to_parquet(empty / "patches.parquet")
+    for name, frame in (("views.parquet", views.iloc[:0]), ("patches.parquet", patches.iloc[:0])):
+        writer = tables.TableWriter(str(empty / name))
+        writer.commit([writer.part(0, frame)])
     with pytest.raises(EmptyPlanError, match="has no views"):
         extract_cube(str(empty), str(tmp_path / "cube.zarr"), cluster=SYNC)
     assert not (tmp_path / "cube.zarr" / "versions").exists()
-    assert isinstance(pd.read_parquet(empty / "views.parquet"), pd.DataFrame)
+    kept = tables.read_table(str(empty / "views.parquet"))
+    assert isinstance(kept, pd.DataFrame) and list(kept.columns) == list(views.columns)
 
 
 # --------------------------------------------------------------------------- reading side: image layouts

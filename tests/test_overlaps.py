@@ -23,7 +23,7 @@ from spectralearth.pipelines.overlaps import (
     write_overlap_outputs,
 )
 from spectralearth.pipelines.reference import naive_edges, rectangles_frame
-from spectralearth.platform import storage
+from spectralearth.platform import storage, tables
 
 # Footprints around the UTM 32/33 boundary (12°E), a few km to 30 km across.
 rect = st.tuples(
@@ -157,12 +157,17 @@ def test_job_outputs(storage_root, tmp_path):
               rng.uniform(0, 90), rng.integers(0, 20)) for _ in range(40)]
     tiles = rectangles_frame(specs)
     png = str(tmp_path / "map.png")
-    report = write_overlap_outputs(tiles, storage_root.url, storage_options=storage_root.storage_options, plot=png)
-    edges = gpd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(storage_root.url, "overlap_edges.parquet"),
-                                                           storage_root.storage_options)))
+    report = write_overlap_outputs(tiles, storage_root.url, storage_options=storage_root.storage_options, plot=png,
+                                   npartitions=3)
+    doc = tables.manifest(storage.join(storage_root.url, "overlap_edges.parquet"), storage_root.storage_options)
+    assert len(doc["parts"]) >= 2 and doc["rows"] == report.n_edges  # one part per task
+    edges = tables.read_table(storage.join(storage_root.url, "overlap_edges.parquet"), storage_options=storage_root.storage_options)
+    edges = edges.sort_values(["a", "b"]).reset_index(drop=True)  # sorted within each part; parts by area
     comps = pd.read_parquet(io.BytesIO(storage.read_bytes(storage.join(storage_root.url, "overlap_components.parquet"),
                                                           storage_root.storage_options)))
     _compare(edges, naive_edges(tiles))
+    assert (edges["id_a"] == tiles["id"].to_numpy()[edges["a"]]).all()
+    assert (edges["id_b"] == tiles["id"].to_numpy()[edges["b"]]).all()
     assert edges.crs.to_epsg() == 4326 and len(edges) == report.n_edges
     assert comps["tile"].tolist() == list(range(40))
     assert comps["degree"].sum() == 2 * report.n_edges

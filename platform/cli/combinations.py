@@ -20,10 +20,12 @@ side). Two tiles of one datatake never form a tuple.
 
 Needs the overlap graph: run `spectralearth overlaps --catalog ...` first.
 
-Writes combinations.parquet beside the catalog (GeoParquet, one atomic write):
-members (sorted tile rows), member_ids, n, component, area_m2, utm_epsg,
-geometry_utm (WKB in utm_epsg), geometry (WGS84 intersection); rows sorted by
-(n, members), the same whatever the cluster.
+Writes the combinations.parquet table beside the catalog (GeoParquet parts, one
+per group of components, written by the tasks and committed by one
+_manifest.json write): members (sorted tile rows), member_ids, n, component,
+area_m2, utm_epsg, geometry_utm (WKB in utm_epsg), geometry (WGS84
+intersection); parts in component order, rows sorted by (n, members) within;
+the same combinations whatever the cluster.
 
 Examples:
   spectralearth combinations --catalog demo-out/catalog

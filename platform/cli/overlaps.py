@@ -19,8 +19,9 @@ The graph is computed with dask-geopandas (Hilbert-shuffled spatial join,
 then exact intersections per partition) on a local dask cluster, or on a
 running scheduler with --scheduler.
 
-Writes, beside the catalog (each file in one atomic write):
-  overlap_edges.parquet       GeoParquet, one row per edge: a, b (tile rows,
+Writes, beside the catalog (each task writes its part of the edges table,
+committed by one _manifest.json write; the components in one atomic write):
+  overlap_edges.parquet       table of GeoParquet parts, one row per edge: a, b (tile rows,
                               a < b), id_a, id_b, area_m2, utm_epsg,
                               same_datatake, geometry (WGS84 intersection)
   overlap_components.parquet  per tile: tile, id, component, degree, usable,

@@ -22,11 +22,16 @@ cloud shadow, snow; read once per tile on the cluster); a patch keeps its passin
 views and is dropped without any. Footprint-only catalogs are planned from
 geometry alone.
 
-Reads tiles.parquet and combinations.parquet (optional) of the catalog; writes
-beside it:
-  patches.parquet    patch, crs, x0, y0 (upper-left, m), lon, lat, n_views,
+The work runs as dask tasks, one per bundle of whole components of the
+footprints; each task writes its own part of the two tables (this process never
+holds the plan). Tables are folders of parquet parts committed by one
+_manifest.json write: readers see the previous plan or the new one.
+
+Reads tiles.parquet and the combinations.parquet table (optional) of the
+catalog; writes beside it:
+  patches.parquet    table: patch, crs, x0, y0 (upper-left, m), lon, lat, n_views,
                      view_start, priority (combination n), combination, geometry
-  views.parquet      view, patch, tile (catalog row), id, datatake, datetime,
+  views.parquet      table: view, patch, tile (catalog row), id, datatake, datetime,
                      row0, col0 (window in the tile), member, *_frac filter stats
   plan-report.json   counts per step, what each filter removed, timings
 

@@ -31,7 +31,7 @@ demo: install
 	@echo "Demo finished. Look at:"
 	@echo "  $(DEMO)/archive                 synthetic EnMAP L2A products"
 	@echo "  $(DEMO)/catalog                 STAC collection + tiles.parquet, overlap graph, combinations"
-	@echo "  $(DEMO)/catalog/patches.parquet the patch plan (views.parquet beside it, plan-report.json)"
+	@echo "  $(DEMO)/catalog/patches.parquet the patch plan, a table of parquet parts (views.parquet beside it, plan-report.json)"
 	@echo "  $(DEMO)/cube.zarr               the versioned patch cube: spectralearth versions $(DEMO)/cube.zarr"
 	@echo "                                  python -c \"from spectralearth.platform import open_cube; print(open_cube('$(DEMO)/cube.zarr'))\""
 	@echo "  $(DEMO)/build-report.json       counts per stage, quarantined products, timings"

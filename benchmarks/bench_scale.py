@@ -25,7 +25,11 @@ Sizes:
 Any stage error fails the run (exit 1) after the JSON with what was measured is
 written. Writes ``benchmarks/results/scale.json``.
 
-Run: ``python benchmarks/bench_scale.py [--workdir DIR] [--only base,area4,revisits4,area20,revisits20,pixels]``.
+* ``revisit_curve``: the combination search alone on a small archive (``--curve-tiles``)
+  revisited 1, 2, 3, 4 times (``--curve-factors``): intersections computed, combinations
+  found and CPU time against the revisit factor, which is what the revisit rows pay for.
+
+Run: ``python benchmarks/bench_scale.py [--workdir DIR] [--only base,area4,revisits4,area20,revisits20,pixels,revisit_curve]``.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _util import PeakRSS, write_result  # noqa: E402
 
-CASES = ("base", "area4", "revisits4", "area20", "revisits20", "pixels")
+CASES = ("base", "area4", "revisits4", "area20", "revisits20", "pixels", "revisit_curve")
 
 
 def tree_cpu_s() -> float:
@@ -191,6 +195,47 @@ def plan_real_path(catalog: str, out: dict, workers: int) -> None:
     print(f"  planning: {out['planning']}", flush=True)
 
 
+def revisit_curve(work: Path, tiles: int, factors: list[int], seed: int, out: dict, max_n: int | None = None) -> None:
+    """The combination search on one small archive revisited k times (k in ``factors``), in one process.
+
+    Explains the revisit rows: how the intersections the search computes, the combinations
+    it finds and its time grow with the number of acquisitions of the same place.
+    """
+    from spectralearth.catalog import index_archive, read_tiles
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.pipelines.combinations import CombinationParams, read_edges, write_combinations
+    from spectralearth.pipelines.overlaps import overlaps_job
+    from spectralearth.platform.cluster import ClusterSpec
+
+    sync = ClusterSpec(kind="sync")
+    arch, cat = work / "curve" / "archive", work / "curve" / "catalog"
+    if not (work / "curve" / "index.done").exists():
+        synthesize_archive(str(arch), SynthConfig(tiles=tiles, footprints_only=True, seed=seed, compact_xml=True))
+        index_archive(str(arch), catalog_url=str(cat), cluster=sync)
+        (work / "curve" / "index.done").write_text("ok")
+    rows = out.setdefault("rows", [])
+    rows.clear()
+    runs = [(k, None) for k in factors] + ([(factors[-1], max_n)] if max_n else [])
+    for k, cap in runs:
+        grown = work / "curve" / f"revisits{k}"
+        n = grown_catalog(str(cat), str(grown), k, "revisits")
+        overlaps_job(str(grown), cluster=sync)
+        t_tiles, edges = read_tiles(str(grown)), read_edges(str(grown / "overlap_edges.parquet"))
+        c0, t0 = tree_cpu_s(), time.perf_counter()
+        rep = write_combinations(t_tiles, edges, str(grown), n_tasks=1, params=CombinationParams(max_n=cap))
+        row = {"factor": k, "max_n_param": cap, "tiles": n, "wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(tree_cpu_s() - c0, 2),
+               "edges_distinct_datatakes": int((~edges["same_datatake"]).sum()), "combinations": rep.n_combinations,
+               "max_n": rep.max_n, "intersections": int(sum(rep.evaluated.values())),
+               "intersections_by_size": {str(a): b for a, b in rep.evaluated.items()}}
+        rows.append(row)
+        print(f"  revisits x{k}: {row}", flush=True)
+    base = rows[0] if rows and rows[0]["factor"] == 1 else None
+    if base:
+        for r in rows:
+            r["ratio_to_x1"] = {key: round(r[key] / max(1e-9, base[key]), 2)
+                                for key in ("tiles", "edges_distinct_datatakes", "combinations", "intersections", "cpu_s")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiles", type=int, default=11_636)
@@ -202,6 +247,9 @@ def main() -> int:
     ap.add_argument("--pixel-size", type=int, default=768)
     ap.add_argument("--pixel-seed", type=int, default=8)
     ap.add_argument("--min-views", type=int, default=300)
+    ap.add_argument("--curve-tiles", type=int, default=600, help="tiles of the archive the revisit curve revisits")
+    ap.add_argument("--curve-factors", default="1,2,3,4", help="revisit factors of the curve")
+    ap.add_argument("--curve-max-n", type=int, default=6, help="also run the largest factor with this --max-n (0: not)")
     ap.add_argument("--real-xml", action="store_true",
                     help="real-size METADATA.XML in the base archive (48 GB for 11,636 tiles); default compact "
                          "(calibration/navigation bodies left out: the catalog and the plan are the same)")
@@ -218,16 +266,23 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     results_path = Path(__file__).resolve().parent / "results" / "scale.json"
-    result = json.loads(results_path.read_text()).get("cases", {}) if results_path.exists() else {}
+    on_file = json.loads(results_path.read_text()) if results_path.exists() else {}
+    result = on_file.get("cases", {})
+    peers = on_file.get("peers", {})  # same-machine runs of other code, kept as they were
     failed = []
     base_archive, base_catalog = work / "base" / "archive", work / "base" / "catalog"
     for case in cases:
         print(f"[{case}]", flush=True)
         out = result[case] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "load_average_1min": round(os.getloadavg()[0], 2)}
-        if case != "pixels":
+        if case not in ("pixels", "revisit_curve"):
             out["base_xml"] = "real-size" if args.real_xml else "compact (calibration/navigation bodies left out)"
         try:
+            if case == "revisit_curve":
+                out["archive_tiles"] = args.curve_tiles
+                revisit_curve(work, args.curve_tiles, [int(k) for k in args.curve_factors.split(",")], args.seed, out,
+                              max_n=args.curve_max_n)
+                continue
             if case == "pixels":
                 from spectralearth.pipelines.build import build
 
@@ -265,7 +320,7 @@ def main() -> int:
             out.setdefault("error", f"{type(exc).__name__}: {exc}")
             traceback.print_exc()
         finally:
-            write_result("scale", {"workdir": str(work), "cases": result})
+            write_result("scale", {"workdir": str(work), "cases": result, **({"peers": peers} if peers else {})})
     base = result.get("base", {}).get("planning")
     for case in ("area4", "revisits4", "area20", "revisits20"):
         p = result.get(case, {}).get("planning")
@@ -274,7 +329,7 @@ def main() -> int:
             bw, cw = result["base"].get("work"), result[case].get("work")
             if bw and cw:
                 result[case]["work_ratio_to_base"] = {k: round(cw[k] / max(1e-9, bw[k]), 3) for k in ("tiles", "edges", "sum_d_min_d_16")}
-    path = write_result("scale", {"workdir": str(work), "cases": result})
+    path = write_result("scale", {"workdir": str(work), "cases": result, **({"peers": peers} if peers else {})})
     print(f"wrote {path}")
     if failed:
         print(f"FAILED: {failed}", file=sys.stderr)

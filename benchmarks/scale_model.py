@@ -34,6 +34,55 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def _client_memory_sentence(sc: dict) -> str:
+    parts = []
+    for case in ("base", "area4", "area20"):
+        p = sc.get(case, {}).get("planning", {})
+        if p.get("peak_rss_client_gb") is not None:
+            parts.append(f"{case} ({sc[case].get('work', {}).get('tiles', 0):,} tiles) {p['peak_rss_client_gb']} GB "
+                         f"client, {p['peak_rss_gb']} GB process tree")
+    if not parts:
+        return "(Client memory not measured yet.)"
+    return "Measured peaks (`bench_scale.py`): " + "; ".join(parts) + "."
+
+
+def _revisit_sentence(sc: dict) -> str:
+    all_rows = sc.get("revisit_curve", {}).get("rows") or []
+    rows = [r for r in all_rows if not r.get("max_n_param")]
+    capped = [r for r in all_rows if r.get("max_n_param")]
+    if len(rows) < 2:
+        return ("the combination work grows faster than linearly when the same area is revisited more often "
+                "(not measured yet).")
+    first, last = rows[0], rows[-1]
+    k = [r["factor"] for r in rows]
+    ints = [r["intersections"] for r in rows]
+    slope = (math.log(ints[-1]) - math.log(ints[0])) / (math.log(k[-1]) - math.log(k[0]))
+    cpu_slope = (math.log(max(1e-9, last["cpu_s"])) - math.log(max(1e-9, first["cpu_s"]))) / (math.log(k[-1]) - math.log(k[0]))
+    table = " ".join(f"×{r['factor']}: {r['tiles']:,} tiles, {r['intersections']:,} intersections, {r['combinations']:,} "
+                     f"combinations up to n = {r['max_n']}, {r['cpu_s']} CPU-s;" for r in rows)
+    est20 = 20 ** cpu_slope
+    cap = ""
+    if capped:
+        c = capped[0]
+        same = next((r for r in rows if r["factor"] == c["factor"]), None)
+        if same:
+            cap = (f" Capping the depth does not remove it: at ×{c['factor']}, `--max-n {c['max_n_param']}` still computed "
+                   f"{c['intersections']:,} intersections ({c['intersections'] / same['intersections']:.0%} of the uncapped "
+                   f"search) in {c['cpu_s']} CPU-s ({c['cpu_s'] / max(1e-9, same['cpu_s']):.0%}), because most of the work is "
+                   "at n = 3–6, where every kept tuple meets every tile that overlaps all its members.")
+    return (f"Algorithm 1 grows every tuple by every tile that overlaps all its members and keeps the `beam` largest "
+            f"per size, until no tuple holds a patch. Revisiting a place k times gives each tuple ~k times the "
+            f"candidates, makes tuples deeper (the largest n grows with k) and gives k times the seeds. Measured on one "
+            f"{sc['revisit_curve'].get('archive_tiles', '?')}-tile archive revisited k times (`revisit_curve`, one "
+            f"process): {table} the intersections grow as k^{slope:.2f} and the CPU time as k^{cpu_slope:.2f}. "
+            f"Extrapolated (not measured), k = 20 would cost ~{est20:,.0f}× the k = 1 time, for 20× the tiles." + cap +
+            " So it is growth by revisits, not by area, that breaks planning first. What the design does now: the "
+            "search is split by component onto the cluster (more workers give the same answer). What it needs next: "
+            "a bound on the candidates per tuple (e.g. only the best-overlapping tiles, or one acquisition per "
+            "revisit window), which changes Algorithm 1's output and has to be validated against SpectralEarth's "
+            "combination counts first.")
+
+
 def main() -> None:
     ext, idx, plan, scale = load("extract"), load("index"), load("plan"), load("scale")
     view_raw = BANDS * PX * PX * 2
@@ -126,34 +175,34 @@ def main() -> None:
         "",
         "* **Statistics**: per-band sums of squares reach 4.4e20 at 25 M views (> int64). The moments are",
         "  exact Python integers merged per task (`pipelines/stats.py`), so they cannot overflow.",
-        "* **Planning memory**: the combination search and the placement run per connected component",
-        "  of the footprints, as dask tasks, so worker memory follows the largest component, not the",
-        "  archive. The client still holds the tile table and gathers edges, combinations and the plan;",
-        "  at 4× area (46,544 tiles) the process tree peaked at "
-        f"{sc.get('area4', {}).get('planning', {}).get('peak_rss_gb', '–')} GB, and at 20× (233k tiles, ~10 M views)",
-        "  that is the next limit — writing them as partitioned parquet datasets from the tasks removes it.",
-        "* **Revisits**: the combination work grows with Σ d·min(d, beam) per tile, i.e. faster than",
-        "  linearly when the same area is revisited more often (measured below when available).",
+        "* **Planning memory**: edges, combinations and the plan are tables of parquet parts written by",
+        "  the dask tasks that compute them (`platform/tables.py`), committed by one manifest write; the",
+        "  combination search and the placement run per group of whole connected components. The",
+        "  client holds the tile table, the edge list (tile rows only) and the tasks' counts. "
+        + _client_memory_sentence(sc),
+        "* **Revisits**: " + _revisit_sentence(sc),
         "",
     ]
     if sc:
         lines += ["## Measured: the real planning path (`bench_scale.py`)", "",
-                  "| case | tiles | planning wall s | planning CPU s | peak GB (tree) | edges | combinations | views | wall × base | CPU × base | work × base (Σd·min(d,16)) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| case | tiles | planning wall s | planning CPU s | peak GB (tree) | peak GB (client) | edges | combinations | intersections | views | wall × base | CPU × base | work × base (Σd·min(d,16)) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for case, r in sc.items():
-            if case == "pixels":
+            if case in ("pixels", "revisit_curve"):
                 continue
             p, w = r.get("planning"), r.get("work", {})
             if not p:
-                lines.append(f"| {case} | – | {r.get('error', 'not run')} |||||||||")
+                lines.append(f"| {case} | – | {r.get('error', 'not run')} |||||||||||")
                 continue
             rb, wr = r.get("ratio_to_base", {}), r.get("work_ratio_to_base", {})
             bp, bw = sc.get("base", {}).get("planning"), sc.get("base", {}).get("work", {})
             if case != "base" and bp and not rb:  # a run of this case alone: ratios to the base on file
                 rb = {k: round(p[k] / bp[k], 2) for k in ("wall_s", "cpu_s")}
                 wr = {k: round(w[k] / max(1e-9, bw[k]), 2) for k in ("tiles", "edges", "sum_d_min_d_16") if k in w and k in bw}
+            ev = r["counts"].get("intersections_evaluated")
             lines.append(f"| {case} | {w.get('tiles', '–'):,} | {p['wall_s']} | {p['cpu_s']} | {p['peak_rss_gb']} | "
-                         f"{r['counts']['edges']:,} | {r['counts']['combinations']:,} | {r['counts']['views']:,} | "
+                         f"{p.get('peak_rss_client_gb', '–')} | "
+                         f"{r['counts']['edges']:,} | {r['counts']['combinations']:,} | {f'{ev:,}' if ev else '–'} | {r['counts']['views']:,} | "
                          f"{rb.get('wall_s', '–')} | {rb.get('cpu_s', '–')} | {wr.get('sum_d_min_d_16', '–')} |")
         lines.append("")
         lines += [f"Load average (1 min) when each case started: "

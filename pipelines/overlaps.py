@@ -166,7 +166,7 @@ def metric_geometry(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         # Vertices on a straight WGS84 edge change nothing in WGS84 but bend the edge once
         # projected: one shape intersected in two orders (with and without such vertices)
         # would measure differently. They are dropped first (tolerance 1e-10°, 0.01 mm).
-        utm[ok] = project(shapely.simplify(geoms[ok], 1e-10), epsg[ok])
+        utm[ok] = project(shapely.simplify(geoms[ok], 1e-10, preserve_topology=False), epsg[ok])
         area[ok] = shapely.area(utm[ok].astype(object))
     utm[~ok] = shapely.Polygon()
     return utm, epsg, area

@@ -26,7 +26,7 @@ def _metric(geom) -> tuple[float, int, object]:
     zone = min(60, max(1, int(np.floor((lon[0] + 180.0) / 6.0)) + 1))
     epsg = (32600 if lat[0] >= 0 else 32700) + zone
     tr = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
-    geom = shapely.simplify(geom, 1e-10)  # the definition: vertices on a straight WGS84 edge do not count
+    geom = shapely.simplify(geom, 1e-10, preserve_topology=False)  # the definition: vertices on a straight WGS84 edge do not count
     utm = shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
     if crosses_antimeridian(np.array([geom], dtype=object))[0]:
         utm = shapely.union_all(shapely.get_parts(utm), grid_size=1e-3)

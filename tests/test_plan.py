@@ -154,3 +154,68 @@ def test_row_centres_match_line_intersections():
     cen = _erode_convex(square, side / 2)
     np.testing.assert_allclose(_row_centres(cen, side, pixel), _line_centres(cen, side, pixel))
     assert checked > 300
+
+
+@pytest.fixture(scope="module")
+def footprint_catalog(tmp_path_factory):
+    """A footprint-only catalog of 300 tiles, indexed, with its overlap graph and combinations."""
+    from spectralearth.catalog import index_archive
+    from spectralearth.pipelines.combinations import combinations_job
+    from spectralearth.pipelines.overlaps import overlaps_job
+
+    root = tmp_path_factory.mktemp("plan-tasks")
+    sync = ClusterSpec(kind="sync")
+    synthesize_archive(str(root / "archive"), SynthConfig(tiles=300, footprints_only=True, seed=1, compact_xml=True))
+    index_archive(str(root / "archive"), catalog_url=str(root / "catalog"), cluster=sync)
+    overlaps_job(str(root / "catalog"), cluster=sync)
+    combinations_job(str(root / "catalog"), cluster=sync)
+    return str(root / "catalog")
+
+
+def test_plan_tasks_on_a_cluster_equal_one_sequential_placement(footprint_catalog):
+    from spectralearth.catalog import read_tiles
+    from spectralearth.pipelines.plan import plan_job, plan_tables, read_plan
+    from spectralearth.platform import tables
+
+    report = plan_job(footprint_catalog, cluster=ClusterSpec(kind="local", n_workers=2), n_tasks=6)
+    patches, views = read_plan(footprint_catalog)
+    tiles = read_tiles(footprint_catalog)
+    whole, counts = place_patches(tiles, tables.read_table(f"{footprint_catalog}/combinations.parquet"))
+    wide = select_views(whole, tiles)
+    assert report.tasks == len(tables.manifest(plan_tables(footprint_catalog)[0])["parts"]) >= 3
+    assert {k: report.placement[k] for k in counts} == counts
+    key = ["crs", "x0", "y0"]
+    assert sorted(map(tuple, patches[key].to_numpy())) == sorted(map(tuple, whole[key].to_numpy()))
+    # the same views per window, numbered plan-wide: patch k's views are rows view_start .. + n_views
+    assert patches["patch"].tolist() == list(range(len(patches))) and views["view"].tolist() == list(range(len(views)))
+    assert (views.groupby("patch").size().to_numpy() == patches["n_views"].to_numpy()).all()
+    assert (patches["view_start"].to_numpy() == np.concatenate([[0], np.cumsum(patches["n_views"])[:-1]])).all()
+    got = {(tuple(patches[key].to_numpy()[p]), t) for p, t in zip(views["patch"], views["tile"])}
+    want = {(tuple(whole[key].to_numpy()[p]), t) for p, t in zip(wide["patch"], wide["tile"])}
+    assert got == want and len(views) == report.views > len(patches) == report.patches > 1000
+
+
+def test_a_plan_that_fails_half_way_leaves_the_last_plan(footprint_catalog, monkeypatch):
+    import spectralearth.pipelines.plan as plan_module
+    from spectralearth.pipelines.plan import plan_job, plan_tables, read_plan
+    from spectralearth.platform import storage
+
+    sync = ClusterSpec(kind="sync")
+    plan_job(footprint_catalog, cluster=sync, n_tasks=3)
+    before, _ = read_plan(footprint_catalog)
+    real = plan_module._renumber_bundle
+
+    def dies_on_the_second(k, *args, **kwargs):
+        if k == 1:
+            raise OSError("storage went away while writing part 1")
+        return real(k, *args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "_renumber_bundle", dies_on_the_second)
+    with pytest.raises(OSError, match="part 1"):
+        plan_job(footprint_catalog, cluster=sync, params=PlanParams(max_overlap=0.5), n_tasks=3)
+    after, _ = read_plan(footprint_catalog)
+    pd.testing.assert_frame_equal(pd.DataFrame(after.drop(columns="geometry")), pd.DataFrame(before.drop(columns="geometry")))
+    for url in plan_tables(footprint_catalog):  # only the committed run is left
+        fs, path = storage.filesystem(url)
+        runs = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)} - {"_manifest.json"}
+        assert len(runs) == 1, runs

@@ -50,6 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _util import PeakRSS, write_result  # noqa: E402
 
+GROW_DROPPED: dict[str, int] = {}
+"""Copies left out by ``grown_catalog`` per grown catalog (they would cross the antimeridian)."""
+
 CASES = ("base", "area4", "revisits4", "area20", "revisits20", "pixels", "revisit_curve")
 
 
@@ -93,9 +96,10 @@ def grown_catalog(base_catalog: str, out_catalog: str, factor: int, how: str, se
     import pyarrow.parquet as pq
     import shapely
 
-    from spectralearth.pipelines.overlaps import project
+    from spectralearth.pipelines.overlaps import crosses_antimeridian, project
 
     table = pq.read_table(f"{base_catalog}/tiles.parquet")
+    dropped = [0]
     geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
     epsg = np.array([int(str(c).split(":")[-1]) for c in table.column("proj:code").to_pylist()], dtype=np.int64)
     utm = project(geoms, epsg)
@@ -141,7 +145,11 @@ def grown_catalog(base_catalog: str, out_catalog: str, factor: int, how: str, se
             b = shapely.bounds(back)
             t = t.set_column(cols["bbox"], "bbox", pa.StructArray.from_arrays(
                 [pa.array(b[:, k]) for k in range(4)], names=[f.name for f in t.schema.field("bbox").type]))
-        parts.append(t.cast(table.schema))
+        # a copy moved across the antimeridian comes back from pyproj wrapped the wrong way round
+        # the globe (it is not cut at ±180° as an indexed footprint is): such copies are left out
+        bad = crosses_antimeridian(back) & ~crosses_antimeridian(geoms)
+        dropped[0] += int(bad.sum())
+        parts.append(t.cast(table.schema).filter(pa.array(~bad)))
     Path(out_catalog).mkdir(parents=True, exist_ok=True)
     grown = pa.concat_tables(parts)
     meta = table.schema.metadata
@@ -149,6 +157,9 @@ def grown_catalog(base_catalog: str, out_catalog: str, factor: int, how: str, se
     for f in Path(base_catalog).iterdir():
         if f.is_file() and f.name not in ("tiles.parquet",) and f.suffix == ".json":
             (Path(out_catalog) / f.name).write_bytes(f.read_bytes())
+    if dropped[0]:
+        print(f"  grow: left out {dropped[0]} copies that would cross the antimeridian", flush=True)
+    GROW_DROPPED[out_catalog] = dropped[0]
     return grown.num_rows
 
 
@@ -314,6 +325,7 @@ def main() -> int:
                 how, factor = case.rstrip("0123456789"), int(case.lstrip("arevisit"))
                 catalog = work / case / "catalog"
                 out["tiles"] = measure("grow_catalog", lambda: grown_catalog(str(base_catalog), str(catalog), factor, how), out)
+                out["copies_left_out_at_antimeridian"] = GROW_DROPPED.get(str(catalog), 0)
             plan_real_path(str(catalog), out, args.workers)
         except Exception as exc:  # recorded, then the run fails loudly at the end
             failed.append(case)

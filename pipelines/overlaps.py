@@ -128,7 +128,12 @@ def _join_cut(geom):
     if len(parts) < 2:
         return geom
     # the cut edges coincide up to rounding of the two projected longitudes (±180°)
-    joined = shapely.union_all(parts, grid_size=1e-3)
+    try:
+        joined = shapely.union_all(parts, grid_size=1e-3)
+    except shapely.errors.GEOSException:
+        # parts that are not a clean cut (e.g. a footprint wrapped the wrong way round the
+        # globe, repaired by make_valid): measured as they are rather than failing the job
+        joined = shapely.union_all(shapely.make_valid(parts))
     return polygonal(np.array([joined], dtype=object))[0]
 
 
@@ -166,7 +171,11 @@ def metric_geometry(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         # Vertices on a straight WGS84 edge change nothing in WGS84 but bend the edge once
         # projected: one shape intersected in two orders (with and without such vertices)
         # would measure differently. They are dropped first (tolerance 1e-10°, 0.01 mm).
-        utm[ok] = project(shapely.simplify(geoms[ok], 1e-10, preserve_topology=False), epsg[ok])
+        wgs = geoms[ok]
+        simple = shapely.simplify(wgs, 1e-10, preserve_topology=False)
+        keep = shapely.is_empty(simple) | ~shapely.is_valid(simple)  # Douglas-Peucker may break a sliver
+        simple[keep] = wgs[keep]
+        utm[ok] = project(simple, epsg[ok])
         area[ok] = shapely.area(utm[ok].astype(object))
     utm[~ok] = shapely.Polygon()
     return utm, epsg, area

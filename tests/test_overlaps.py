@@ -282,3 +282,21 @@ def test_planning_simplifies_catalog_footprints_without_moving_them(tmp_path):
     perimeter = shapely.length(shapely.from_wkb(with_exact["geometry_utm"].to_numpy()))
     delta = np.abs(with_simplified["area_m2"].to_numpy() - with_exact["area_m2"].to_numpy())
     assert np.all(delta <= perimeter * 1.2), (delta / perimeter).max()
+
+
+def test_a_footprint_wrapped_the_wrong_way_round_the_globe_is_measured_not_fatal():
+    """Parts at ±180° that are no clean cut (here: one reaches 64° W) made the zone join raise a
+    TopologyException and fail the whole graph; they are now measured as they are."""
+    from spectralearth.pipelines.overlaps import metric_geometry
+
+    bad = shapely.from_wkt("MULTIPOLYGON (((179.8145420466556 46.352852742227604, 179.6586193696543 46.35285186093624, 179.67784239999997 46.40733499999999, 179.74888055353028 46.39530409109975, 179.82541599015147 46.38228481689052, 179.8145420466556 46.352852742227604)), ((-64.10227083844153 46.185686193374735, -179.84486464662837 46.18829864929104, -179.82218140437564 46.24874218212446, -179.8008515842816 46.305458324967795, -179.7837550719614 46.350820254850866, 179.6586193696543 46.35285186093624, 179.62627211900687 46.26090199464415, 179.6119986790433 46.2202204121498, 179.6004016454139 46.187113566585516, -64.10227083844153 46.185686193374735)))")
+    with pytest.raises(shapely.errors.GEOSException):
+        shapely.union_all(shapely.get_parts(_project_raw(bad, 32603)), grid_size=1e-3)  # what the join did
+    utm, epsg, area = metric_geometry(np.array([bad, shapely.box(12.0, 47.0, 12.01, 47.01)], dtype=object))
+    assert epsg.tolist() == [32603, 32633] and area[0] > 0 and shapely.is_valid(utm[0])
+    assert area[1] == pytest.approx(shapely.area(_project_raw(shapely.box(12.0, 47.0, 12.01, 47.01), 32633)), rel=1e-9)
+
+
+def _project_raw(geom, epsg: int):
+    tr = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+    return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))

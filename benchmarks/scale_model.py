@@ -43,7 +43,11 @@ def _client_memory_sentence(sc: dict) -> str:
                          f"client, {p['peak_rss_gb']} GB process tree")
     if not parts:
         return "(Client memory not measured yet.)"
-    return "Measured peaks (`bench_scale.py`): " + "; ".join(parts) + "."
+    return ("Measured peaks (`bench_scale.py`): " + "; ".join(parts) + ". The client still grows with the tile "
+            "count: it reads the whole tile table, and the task payloads (each bundle's tiles, as WKB) stay in the "
+            "in-process scheduler until their tasks run. What removes it: tasks that read their own rows of "
+            "`tiles.parquet` (row groups in Hilbert order), and a scheduler outside the client process, as on a "
+            "dask-gateway cluster.")
 
 
 def _revisit_sentence(sc: dict) -> str:

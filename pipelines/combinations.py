@@ -302,12 +302,12 @@ def plan_tasks(seeds: np.ndarray, comp: np.ndarray, degree: np.ndarray, *, beam:
 
 
 def _search_groups(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: CombinationParams, *, client=None,
-                   n_tasks: int | None = None) -> tuple[list[list[tuple]], list[tuple[pd.Series, pd.Series]], int]:
+                   n_tasks: int | None = None) -> tuple[list[list[tuple]], list[tuple[pd.Series, pd.Series]]]:
     """The search as groups of task payloads: a group holds whole components (its tasks' results
     are de-duplicated together), groups are in component order.
 
     Returns:
-        ``(groups, lookups, n_tiles)``: per group its task payloads, and (tile id, component)
+        ``(groups, lookups)``: per group its task payloads, and (tile id, component)
         by tile row for the tiles its tasks touch.
     """
     prepared = prepare_tiles(tiles)
@@ -359,7 +359,7 @@ def _search_groups(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: Combina
             touched.append(local)
     for rows in touched:
         lookups.append((pd.Series(ids[rows], index=rows), pd.Series(comp[rows], index=rows)))
-    return groups, lookups, n
+    return groups, lookups
 
 
 def _group_frame(parts: list[tuple[pd.DataFrame, dict]], lookup: tuple[pd.Series, pd.Series]) -> gpd.GeoDataFrame:
@@ -411,7 +411,7 @@ def combinations(
     import dask
 
     params = CombinationParams(beam=beam, patch_px=patch_px, pixel_m=pixel_m, max_n=max_n)
-    groups, lookups, _ = _search_groups(tiles, edges, params, client=client, n_tasks=n_tasks)
+    groups, lookups = _search_groups(tiles, edges, params, client=client, n_tasks=n_tasks)
     tasks = []
     for g, (payloads, lookup) in enumerate(zip(groups, lookups)):
         parts = [dask.delayed(_run_task, pure=False)(p, params, dask_key_name=f"combinations-task-{g}-{j}")
@@ -527,7 +527,7 @@ def write_combinations(
     from spectralearth.platform import storage, tables
 
     t0 = time.perf_counter()
-    groups, lookups, _ = _search_groups(tiles, edges, params, client=client, n_tasks=n_tasks)
+    groups, lookups = _search_groups(tiles, edges, params, client=client, n_tasks=n_tasks)
     url = storage.join(out_url, COMBINATIONS_NAME)
     writer = tables.TableWriter(url, storage_options)
     tasks = []

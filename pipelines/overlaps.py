@@ -58,10 +58,8 @@ COMPONENTS_NAME = "overlap_components.parquet"
 
 def utm_epsg(lon, lat) -> np.ndarray:
     """EPSG code (326zz north / 327zz south) of the regular UTM zone holding each point."""
-    # snapped to 1e-9° (0.1 mm): a centroid on a zone boundary, computed from one shape
-    # intersected in two orders, must not fall into two zones by floating-point noise
-    lon = np.round(np.asarray(lon, dtype=float), 9)
-    lat = np.round(np.asarray(lat, dtype=float), 9)
+    lon = np.asarray(lon, dtype=float)
+    lat = np.asarray(lat, dtype=float)
     zone = np.clip(np.floor((lon + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
     return np.where(lat >= 0, 32600 + zone, 32700 + zone).astype(np.int64)
 
@@ -288,33 +286,30 @@ _EDGE_META = pd.DataFrame(
 
 
 def _exact_pairs(wkb_a: np.ndarray, wkb_b: np.ndarray, a: np.ndarray, b: np.ndarray, min_area_m2: float,
-                 keep_geometry: bool, ids: tuple[np.ndarray, np.ndarray] | None = None,
-                 datatakes: tuple[np.ndarray, np.ndarray] | None = None, writer=None, k: int = 0):
+                 keep_geometry: bool, tiles: tuple[pd.Series, pd.Series] | None = None, writer=None, k: int = 0):
     """One task: candidate pairs (a < b, envelopes intersect) -> exact edges (positive metric area).
 
     The candidates come from the footprints' envelopes (the cheapest simplified footprint);
     the exact footprints are intersected here and measured in the UTM zone of each
-    intersection's centroid. With ``writer`` (a :class:`~spectralearth.platform.tables.TableWriter`,
-    ``ids`` and ``datatakes`` of the pairs' tiles), the task writes its edges as part ``k``
-    of the edges table and returns ``(entry, edges without ids and geometry)``.
+    intersection's centroid. With ``writer`` (a :class:`~spectralearth.platform.tables.TableWriter`)
+    and ``tiles`` (id and datatake by tile row), the task writes its edges as part ``k`` of
+    the edges table and returns ``(entry, edges without ids and geometry)``.
     """
     if len(a) == 0:
         out = _EDGE_META.copy()
-        hit = np.zeros(0, dtype=bool)
-        keep = hit
     else:
         ga = shapely.from_wkb(wkb_a)
         gb = shapely.from_wkb(wkb_b)
         hit = shapely.intersects(ga, gb)
-        ga, gb = ga[hit], gb[hit]
+        ga, gb, a, b = ga[hit], gb[hit], a[hit], b[hit]
         inter = shapely.intersection(ga, gb)
         _, epsg, area = metric_geometry(inter)
         keep = area > min_area_m2
         wkb = shapely.to_wkb(polygonal(inter[keep])) if keep_geometry else np.full(int(keep.sum()), None, dtype=object)
         out = pd.DataFrame(
             {
-                "a": a[hit][keep].astype("int64"),
-                "b": b[hit][keep].astype("int64"),
+                "a": a[keep].astype("int64"),
+                "b": b[keep].astype("int64"),
                 "area_m2": area[keep],
                 "utm_epsg": epsg[keep],
                 "wkb": pd.Series(list(wkb), dtype="object"),
@@ -322,23 +317,28 @@ def _exact_pairs(wkb_a: np.ndarray, wkb_b: np.ndarray, a: np.ndarray, b: np.ndar
         )
     if writer is None:
         return out
-    sel = np.flatnonzero(hit)[keep] if len(a) else np.zeros(0, np.int64)
-    full = pd.DataFrame(
+    full = _edge_frame(out, *tiles, keep_geometry=keep_geometry)
+    return writer.part(k, full), full[["a", "b", "area_m2", "utm_epsg", "same_datatake"]]
+
+
+def _edge_frame(edges: pd.DataFrame, ids: pd.Series, datatakes: pd.Series, *, keep_geometry: bool) -> pd.DataFrame:
+    """Edges (a, b, area_m2, utm_epsg, wkb) as written: sorted by (a, b), with tile ids, same_datatake and geometry."""
+    edges = edges.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
+    out = pd.DataFrame(
         {
-            "a": out["a"].to_numpy(dtype=np.int64),
-            "b": out["b"].to_numpy(dtype=np.int64),
-            "id_a": ids[0][sel].astype(object),
-            "id_b": ids[1][sel].astype(object),
-            "area_m2": out["area_m2"].to_numpy(dtype=float),
-            "utm_epsg": out["utm_epsg"].to_numpy(dtype=np.int64),
-            "same_datatake": datatakes[0][sel] == datatakes[1][sel],
+            "a": edges["a"].to_numpy(dtype=np.int64),
+            "b": edges["b"].to_numpy(dtype=np.int64),
+            "id_a": ids.reindex(edges["a"]).to_numpy(dtype=object),
+            "id_b": ids.reindex(edges["b"]).to_numpy(dtype=object),
+            "area_m2": edges["area_m2"].to_numpy(dtype=float),
+            "utm_epsg": edges["utm_epsg"].to_numpy(dtype=np.int64),
+            "same_datatake": datatakes.reindex(edges["a"]).to_numpy() == datatakes.reindex(edges["b"]).to_numpy(),
         }
     )
-    order = np.lexsort((full["b"].to_numpy(), full["a"].to_numpy()))
-    full = full.iloc[order].reset_index(drop=True)
-    geom = shapely.from_wkb(out["wkb"].to_numpy()[order]) if len(full) else np.array([], dtype=object)
-    entry = writer.part(k, gpd.GeoDataFrame(full, geometry=gpd.GeoSeries(geom, crs=4326).values, crs=4326))
-    return entry, full[["a", "b", "area_m2", "utm_epsg", "same_datatake"]]
+    if keep_geometry:
+        geom = shapely.from_wkb(edges["wkb"].to_numpy()) if len(edges) else np.array([], dtype=object)
+        return gpd.GeoDataFrame(out, geometry=gpd.GeoSeries(geom, crs=4326).values, crs=4326)
+    return out
 
 
 def default_npartitions(n_tiles: int) -> int:
@@ -374,6 +374,9 @@ def _edges_from_prepared(
     usable = prepared.tiles
     geoms = np.asarray(usable.geometry.values, dtype=object)
     rows = usable["tile"].to_numpy(dtype=np.int64)
+    ids = usable.set_index("tile")["id"]
+    dts = usable.set_index("tile")["datatake"]
+    entries: list[dict] = []
     i, j = candidate_pairs(geoms)
     if len(i) == 0:
         edges = _EDGE_META.copy()
@@ -398,63 +401,31 @@ def _edges_from_prepared(
             wa, wb = np.where(flip, wkb[jj], wkb[ii]), np.where(flip, wkb[ii], wkb[jj])
             return wa, wb, a, b, min_area_m2, keep_geometry
 
-        if writer is not None:
-            ids_all = prepared.tiles.set_index("tile")["id"].astype(str)
-            dts_all = prepared.tiles.set_index("tile")["datatake"]
+        def tiles_of(sl):  # id and datatake of the chunk's tiles, for the task that writes its part
+            held = np.union1d(rows[i[sl]], rows[j[sl]])
+            return ids.reindex(held), dts.reindex(held)
 
-            def args(sl, args=args):  # noqa: F811 - the writing task also gets ids and datatakes
-                wa, wb, a, b, *rest = args(sl)
-                return (wa, wb, a, b, *rest, (ids_all.reindex(a).to_numpy(), ids_all.reindex(b).to_numpy()),
-                        (dts_all.reindex(a).to_numpy(), dts_all.reindex(b).to_numpy()), writer)
+        def submit(k, sl):
+            extra = {"tiles": tiles_of(sl), "writer": writer, "k": k} if writer is not None else {}
+            if client is None:
+                return _exact_pairs(*args(sl), **extra)
+            return client.submit(_exact_pairs, *args(sl), **extra, key=f"overlap-edges-{k}-{len(chunks)}", pure=False)
 
+        parts = [submit(k, sl) for k, sl in enumerate(chunks)]
         if client is not None:
-            futs = [client.submit(_exact_pairs, *args(sl), **({"k": k} if writer is not None else {}),
-                                  key=f"overlap-edges-{k}-{len(chunks)}", pure=False)
-                    for k, sl in enumerate(chunks)]
-            parts = client.gather(futs)
-        else:
-            parts = [_exact_pairs(*args(sl), **({"k": k} if writer is not None else {})) for k, sl in enumerate(chunks)]
+            parts = client.gather(parts)
         if writer is not None:
             entries, parts = [p[0] for p in parts], [p[1] for p in parts]
         edges = pd.concat(parts, ignore_index=True) if parts else _EDGE_META.copy()
-    if writer is not None:
-        if not len(i):
-            entries = []
-        return _commit_edges(writer, entries, edges)
-    edges = edges.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
-    ids = prepared.tiles.set_index("tile")["id"]
-    dts = prepared.tiles.set_index("tile")["datatake"]
-    out = pd.DataFrame(
-        {
-            "a": edges["a"].to_numpy(dtype=np.int64),
-            "b": edges["b"].to_numpy(dtype=np.int64),
-            "id_a": ids.reindex(edges["a"]).to_numpy(dtype=object),
-            "id_b": ids.reindex(edges["b"]).to_numpy(dtype=object),
-            "area_m2": edges["area_m2"].to_numpy(dtype=float),
-            "utm_epsg": edges["utm_epsg"].to_numpy(dtype=np.int64),
-            "same_datatake": dts.reindex(edges["a"]).to_numpy() == dts.reindex(edges["b"]).to_numpy(),
-        }
-    )
-    if keep_geometry:
-        geom = shapely.from_wkb(edges["wkb"].to_numpy()) if len(edges) else np.array([], dtype=object)
-        return gpd.GeoDataFrame(out, geometry=gpd.GeoSeries(geom, crs=4326).values, crs=4326)
-    return out
-
-
-def _commit_edges(writer, entries: list[dict], light: pd.DataFrame) -> pd.DataFrame:
-    """Commit the edges table (an empty part when there are no edges); the light edges, sorted by (a, b)."""
-    if not entries:
-        empty = gpd.GeoDataFrame({"a": pd.Series([], dtype="int64"), "b": pd.Series([], dtype="int64"),
-                                  "id_a": pd.Series([], dtype=object), "id_b": pd.Series([], dtype=object),
-                                  "area_m2": pd.Series([], dtype=float), "utm_epsg": pd.Series([], dtype="int64"),
-                                  "same_datatake": pd.Series([], dtype=bool)},
-                                 geometry=gpd.GeoSeries([], crs=4326).values, crs=4326)
-        entries = [writer.part(0, empty)]
+    if writer is None:
+        return _edge_frame(edges, ids, dts, keep_geometry=keep_geometry)
+    if not entries:  # no edges: the table still gets its (empty) part
+        entries = [writer.part(0, _edge_frame(_EDGE_META, ids, dts, keep_geometry=keep_geometry))]
     writer.commit(entries)
-    if "same_datatake" not in light:
-        light = light.assign(same_datatake=np.zeros(len(light), dtype=bool))
+    if "same_datatake" not in edges:
+        edges = edges.assign(same_datatake=np.zeros(len(edges), dtype=bool))
     cols = ["a", "b", "area_m2", "utm_epsg", "same_datatake"]
-    return light[cols].sort_values(["a", "b"], kind="stable").reset_index(drop=True)
+    return edges[cols].sort_values(["a", "b"], kind="stable").reset_index(drop=True)
 
 
 def _hilbert_order(geoms: np.ndarray) -> np.ndarray:
@@ -622,9 +593,7 @@ def write_overlap_outputs(
     plot: str | None = None,
 ) -> OverlapReport:
     """Build the graph of ``tiles`` and write edges and components under ``out_url``."""
-    from spectralearth.platform import storage
-
-    from spectralearth.platform import tables
+    from spectralearth.platform import storage, tables
 
     t0 = time.perf_counter()
     prepared = prepare_tiles(tiles)

@@ -767,7 +767,7 @@ def plan_tables(catalog_url: str) -> tuple[str, str]:
 _STAGE = "stage"
 
 
-def _task_regions(combos_url: str | None, combo_parts: list[tuple[str, int]], owned: np.ndarray,
+def _task_regions(combo_parts: list[tuple[str, int]], owned: np.ndarray,
                   tile_rows: np.ndarray, epsg: np.ndarray, params: PlanParams,
                   storage_options) -> tuple[list[tuple[int, int, int, tuple[int, ...]]], dict[str, int]]:
     """The task's regions in placement order: its combinations (by −n, −area, members), then its single tiles.
@@ -840,14 +840,14 @@ def _patches_frame(rec: dict[str, list], order: np.ndarray | None = None) -> gpd
     )
 
 
-def _plan_bundle(k: int, tf: pd.DataFrame, owned: np.ndarray, combos_url: str | None, combo_parts: list[tuple[str, int]],
+def _plan_bundle(k: int, tf: pd.DataFrame, owned: np.ndarray, combo_parts: list[tuple[str, int]],
                  items: dict[int, dict], params: PlanParams, patches_stage, views_stage, storage_options) -> dict[str, Any]:
     """Pass 1 for one bundle of components: place, select and filter views, write the staged parts; return counts."""
     tf = tf.copy()
     tf["geometry"] = shapely.from_wkb(tf["geometry"].to_numpy())
     tile_rows = tf["tile"].to_numpy(dtype=np.int64)
     epsg = tf["epsg"].to_numpy(dtype=np.int64)
-    regions, counts = _task_regions(combos_url, combo_parts, owned, tile_rows, epsg, params, storage_options)
+    regions, counts = _task_regions(combo_parts, owned, tile_rows, epsg, params, storage_options)
     members = {m for r in regions for m in r[3]}
     row_of = {int(t): i for i, t in enumerate(tile_rows.tolist())}
     wkb = {m: shapely.to_wkb(tf["geometry"].iat[row_of[m]]) for m in members}
@@ -949,8 +949,6 @@ def plan_job(
         doc = tables.manifest(curl, storage_options)
         offsets = np.concatenate([[0], np.cumsum([int(p["rows"] or 0) for p in doc["parts"]])])
         combo_parts = list(zip(tables.part_urls(curl, storage_options, doc=doc), offsets[:-1].tolist()))
-        if doc["parts"] and doc["parts"][0]["rows"] is None:  # a single file: offset 0 is all it needs
-            combo_parts = combo_parts[:1]
     with_masks = _tiles_with_masks(catalog_url, storage_options)
     report.pixel_filters = bool(params.pixel_filters and with_masks)
     # the item dicts (11,636 of them take ~20 s to build) only when there are masks to read
@@ -980,46 +978,48 @@ def plan_job(
             its = {int(t): items[int(t)] for t in sub["tile"]} if items else {}
             yield k, sub.reset_index(drop=True), owned, its
 
-    t = time.perf_counter()
-    try:
-        if local:
-            bar = _bar(progress, "plan: place, views, filter", 1)
-            firsts = []
-            for k, sub, owned, its in payloads(n_tasks or 1):
-                firsts.append(_plan_bundle(k, sub, owned, curl, combo_parts, its, params, p_stage, v_stage, opts))
+    renumber_started = [0.0]
+
+    def passes(client) -> tuple[list[dict], list[tuple[dict, dict]]]:
+        """Pass 1 (place, views, filter; staged parts) and pass 2 (renumbered parts), here or on ``client``."""
+        t = time.perf_counter()
+        threads = sum(client.nthreads().values()) if client is not None else 0
+        jobs = list(payloads(n_tasks or (4 * max(1, threads) if client is not None else 1)))
+        bar = _bar(progress, "plan: place, views, filter", len(jobs))
+        firsts = []
+        if client is None:
+            for k, sub, owned, its in jobs:
+                firsts.append(_plan_bundle(k, sub, owned, combo_parts, its, params, p_stage, v_stage, opts))
                 if bar:
                     bar.update(1)
-            if bar:
-                bar.close()
-            report.stages["place_views_filter"] = round(time.perf_counter() - t, 3)
-            t = time.perf_counter()
-            p_off, v_off = _offsets(firsts)
-            finals = [_renumber_bundle(f["k"], int(p_off[i]), int(v_off[i]), p_stage, v_stage, p_out, v_out, opts)
-                      for i, f in enumerate(firsts)]
         else:
             from distributed import as_completed
 
-            with cluster_client(cluster) as client:
-                threads = sum(client.nthreads().values())
-                futs = [client.submit(_plan_bundle, k, sub, owned, curl, combo_parts, its, params, p_stage, v_stage, opts,
-                                      key=f"plan-bundle-{k}-{p_out.run}", pure=False)
-                        for k, sub, owned, its in payloads(n_tasks or 4 * max(1, threads))]
-                bar = _bar(progress, "plan: place, views, filter", len(futs))
-                firsts = []
-                for fut in as_completed(futs):
-                    firsts.append(fut.result())
-                    fut.release()
-                    if bar:
-                        bar.update(1)
+            futs = [client.submit(_plan_bundle, k, sub, owned, combo_parts, its, params, p_stage, v_stage, opts,
+                                  key=f"plan-bundle-{k}-{p_out.run}", pure=False) for k, sub, owned, its in jobs]
+            for fut in as_completed(futs):
+                firsts.append(fut.result())
+                fut.release()
                 if bar:
-                    bar.close()
-                firsts.sort(key=lambda f: f["k"])
-                report.stages["place_views_filter"] = round(time.perf_counter() - t, 3)
-                t = time.perf_counter()
-                p_off, v_off = _offsets(firsts)
-                futs = [client.submit(_renumber_bundle, f["k"], int(p_off[i]), int(v_off[i]), p_stage, v_stage, p_out, v_out, opts,
-                                      key=f"plan-renumber-{f['k']}-{p_out.run}", pure=False) for i, f in enumerate(firsts)]
-                finals = client.gather(futs)
+                    bar.update(1)
+        if bar:
+            bar.close()
+        firsts.sort(key=lambda f: f["k"])
+        report.stages["place_views_filter"] = round(time.perf_counter() - t, 3)
+        renumber_started[0] = time.perf_counter()
+        p_off, v_off = _offsets(firsts)
+        second = [(f["k"], int(p_off[i]), int(v_off[i]), p_stage, v_stage, p_out, v_out, opts) for i, f in enumerate(firsts)]
+        if client is None:
+            return firsts, [_renumber_bundle(*arg) for arg in second]
+        return firsts, client.gather([client.submit(_renumber_bundle, *arg, key=f"plan-renumber-{arg[0]}-{p_out.run}", pure=False)
+                                      for arg in second])
+
+    try:
+        if local:
+            firsts, finals = passes(None)
+        else:
+            with cluster_client(cluster) as client:
+                firsts, finals = passes(client)
     except BaseException:
         for w in (p_stage, v_stage, p_out, v_out):
             w.abandon()
@@ -1028,7 +1028,7 @@ def plan_job(
     meta = {"patches": int(sum(f["patches"] for f in firsts)), "views": int(sum(f["views"] for f in firsts))}
     v_out.commit(v_entries, **meta)
     p_out.commit(p_entries, **meta)
-    report.stages["renumber_write"] = round(time.perf_counter() - t, 3)
+    report.stages["renumber_write"] = round(time.perf_counter() - renumber_started[0], 3)
 
     counts: dict[str, int] = {}
     for f in firsts:

@@ -148,7 +148,7 @@ def read_part(part_url: str, *, columns: Sequence[str] | None = None, storage_op
     if geo is not False and is_geo:
         import geopandas as gpd
 
-        return gpd.GeoDataFrame.from_arrow(table) if hasattr(gpd.GeoDataFrame, "from_arrow") else gpd.read_parquet(io.BytesIO(data), columns=columns)
+        return gpd.GeoDataFrame.from_arrow(table)
     return table.to_pandas()
 
 

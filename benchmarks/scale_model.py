@@ -34,23 +34,34 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def _client_memory_sentence(sc: dict) -> str:
+def _client_memory_sentence(sc: dict, peers: dict) -> str:
+    before = peers.get("before_lean_read", {}).get("cases", {})
     parts = []
     for case in ("base", "area4", "area20"):
         p = sc.get(case, {}).get("planning", {})
         if p.get("peak_rss_client_gb") is not None:
+            old = before.get(case, {}).get("peak_rss_client_gb")
             parts.append(f"{case} ({sc[case].get('work', {}).get('tiles', 0):,} tiles) {p['peak_rss_client_gb']} GB "
-                         f"client, {p['peak_rss_gb']} GB process tree")
+                         f"client{f' ({old} GB with a full read of the tile table)' if old else ''}, "
+                         f"{p['peak_rss_gb']} GB process tree")
     if not parts:
         return "(Client memory not measured yet.)"
-    return ("Measured peaks (`bench_scale.py`): " + "; ".join(parts) + ". The client still grows with the tile "
-            "count: it reads the whole tile table, and the task payloads (each bundle's tiles, as WKB) stay in the "
-            "in-process scheduler until their tasks run. What removes it: tasks that read their own rows of "
-            "`tiles.parquet` (row groups in Hilbert order), and a scheduler outside the client process, as on a "
-            "dask-gateway cluster.")
+    slope = ""
+    a, b = sc.get("area4", {}), sc.get("area20", {})
+    if a.get("planning") and b.get("planning"):
+        kb = ((b["planning"]["peak_rss_client_gb"] - a["planning"]["peak_rss_client_gb"]) * 1e6
+              / max(1, b["work"]["tiles"] - a["work"]["tiles"]))
+        slope = f" (~{kb:.0f} KB a tile between area4 and area20)"
+    return ("The jobs read the tile table with its footprints simplified while they are decoded (a batch of "
+            "rows at a time, `read_tiles(simplify_deg=...)`), so the ~130-vertex outlines of the archive are never "
+            "in memory together. Measured peaks (`bench_scale.py`, the three stages in one process, so a stage's "
+            "peak includes what the one before left allocated): " + "; ".join(parts) + f". The client still grows "
+            f"with the tile count{slope}: the simplified tile table, the candidate pairs and the task payloads. What "
+            "removes that: tasks that read their own rows of `tiles.parquet` (row groups in Hilbert order), and a "
+            "scheduler outside the client process, as on a dask-gateway cluster.")
 
 
-def _revisit_sentence(sc: dict) -> str:
+def _revisit_sentence(sc: dict, peers: dict) -> str:
     all_rows = sc.get("revisit_curve", {}).get("rows") or []
     rows = [r for r in all_rows if not r.get("max_n_param")]
     capped = [r for r in all_rows if r.get("max_n_param")]
@@ -74,17 +85,81 @@ def _revisit_sentence(sc: dict) -> str:
                    f"{c['intersections']:,} intersections ({c['intersections'] / same['intersections']:.0%} of the uncapped "
                    f"search) in {c['cpu_s']} CPU-s ({c['cpu_s'] / max(1e-9, same['cpu_s']):.0%}), because most of the work is "
                    "at n = 3–6, where every kept tuple meets every tile that overlaps all its members.")
+    full = _full_archive_revisits(sc, peers)
     return (f"Algorithm 1 grows every tuple by every tile that overlaps all its members and keeps the `beam` largest "
             f"per size, until no tuple holds a patch. Revisiting a place k times gives each tuple ~k times the "
             f"candidates, makes tuples deeper (the largest n grows with k) and gives k times the seeds. Measured on one "
             f"{sc['revisit_curve'].get('archive_tiles', '?')}-tile archive revisited k times (`revisit_curve`, one "
             f"process): {table} the intersections grow as k^{slope:.2f} and the CPU time as k^{cpu_slope:.2f}. "
-            f"Extrapolated (not measured), k = 20 would cost ~{est20:,.0f}× the k = 1 time, for 20× the tiles." + cap +
+            f"Extrapolated (not measured), k = 20 would cost ~{est20:,.0f}× the k = 1 time, for 20× the tiles." + cap + full +
             " So it is growth by revisits, not by area, that breaks planning first. What the design does now: the "
             "search is split by component onto the cluster (more workers give the same answer). What it needs next: "
             "a bound on the candidates per tuple (e.g. only the best-overlapping tiles, or one acquisition per "
             "revisit window), which changes Algorithm 1's output and has to be validated against SpectralEarth's "
             "combination counts first.")
+
+
+def _revisits_fit(sc: dict, peers: dict | None = None) -> dict | None:
+    """The full archive revisited 4 times against the base: work, time and the k = 20 extrapolation.
+
+    If ``revisits4`` was run by earlier code (its ``code``), it is compared with the base run by that code.
+    """
+    b, r = sc.get("base", {}), sc.get("revisits4", {})
+    same = (peers or {}).get("before_lean_read", {})
+    if r.get("code") and same.get("code") == r["code"] and same.get("cases", {}).get("base", {}).get("combinations"):
+        b = {**same["cases"]["base"], "code": r["code"]}
+    if not (b.get("counts", {}).get("intersections_evaluated") and r.get("counts", {}).get("intersections_evaluated")):
+        return None
+    bi, ri = b["counts"]["intersections_evaluated"], r["counts"]["intersections_evaluated"]
+    bc, rc = b["combinations"]["cpu_s"], r["combinations"]["cpu_s"]
+    slope = math.log(ri / bi) / math.log(4)
+    us = rc / ri * 1e6
+    deep = {row["factor"]: row for row in sc.get("revisit_curve_deep", {}).get("rows") or [] if not row.get("max_n_param")}
+    if 4 in deep and 20 in deep:  # the small archive's growth from k = 4 to 20, applied to the full archive's k = 4
+        growth, how = deep[20]["intersections"] / deep[4]["intersections"], "deep"
+    else:
+        growth, how = 5**slope, "slope"
+    est_int = ri * growth
+    return {"bi": bi, "ri": ri, "bc": bc, "rc": rc, "slope": slope, "us_base": bc / bi * 1e6, "us": us,
+            "growth_4_20": growth, "how": how, "deep": deep,
+            "est_intersections": est_int, "est_cpu_h": est_int * us / 1e6 / 3600,
+            "max_n": max(int(k) for k in r["counts"]["combinations_by_size"]), "code": b.get("code"),
+            "combinations": r["counts"]["combinations"], "base_combinations": b["counts"]["combinations"]}
+
+
+def _full_archive_revisits(sc: dict, peers: dict) -> str:
+    f = _revisits_fit(sc, peers)
+    if not f:
+        return ""
+    r = sc["revisits4"]
+    code = f", both run by the code of {f['code']}" if f.get("code") else ""
+    return (f" On the full archive (`revisits4`, measured: {r['work']['tiles']:,} tiles, every place revisited 4 times; "
+            f"against the base{code}) the search found "
+            f"{f['combinations']:,} combinations (base {f['base_combinations']:,}) up to n = {f['max_n']}, computing "
+            f"{f['ri']:,} intersections, {f['ri'] / f['bi']:.1f}× the base's {f['bi']:,}, in {f['rc']:,} CPU-s, "
+            f"{f['rc'] / f['bc']:.1f}× the base's {f['bc']} CPU-s: {f['us_base']:.1f} µs per intersection in the base, "
+            f"{f['us']:.1f} µs here, so the time is the intersections. Its densest group of components needed "
+            f"{r['combinations']['peak_rss_single_gb']} GB in one worker ({r['combinations']['peak_rss_gb']} GB for the "
+            f"process tree). The plan after it placed {r['counts']['patches']:,} patches (base "
+            f"{sc['base']['counts']['patches']:,}: the same area) with {r['counts']['views']:,} views. Intersections grew "
+            f"as k^{f['slope']:.2f} from k = 1 to 4 on this archive. " + _deep_sentence(f) +
+            f" Applied to the full archive's k = 4, k = 20 (`revisits20`, not run) would compute "
+            f"~{f['est_intersections']:.2g} intersections, ~{f['est_cpu_h']:,.0f} CPU-hours at {f['us']:.0f} µs each "
+            "(an extrapolation).")
+
+
+def _deep_sentence(f: dict) -> str:
+    d = f["deep"]
+    if f["how"] != "deep":
+        return f"At that rate (k^{f['slope']:.2f}) k = 20 computes {f['growth_4_20']:,.0f}× the intersections of k = 4."
+    rows = "; ".join(f"×{k}: {d[k]['intersections']:,} intersections, n ≤ {d[k]['max_n']}, {d[k]['cpu_s']} CPU-s"
+                     for k in sorted(d))
+    ks = sorted(k for k in d if k >= 4)
+    loc = ", ".join(f"k^{math.log(d[b]['intersections'] / d[a]['intersections']) / math.log(b / a):.2f} ({a}→{b})"
+                    for a, b in zip(ks, ks[1:]))
+    return (f"A {d[min(d)]['tiles']}-tile archive revisited up to 20 times (`revisit_curve_deep`, one process) measures "
+            f"the growth beyond 4: {rows}; local slopes {loc}; k = 20 computes {f['growth_4_20']:,.0f}× the "
+            "intersections of k = 4.")
 
 
 def main() -> None:
@@ -183,18 +258,26 @@ def main() -> None:
         "  the dask tasks that compute them (`platform/tables.py`), committed by one manifest write; the",
         "  combination search and the placement run per group of whole connected components. The",
         "  client holds the tile table, the edge list (tile rows only) and the tasks' counts. "
-        + _client_memory_sentence(sc),
-        "* **Revisits**: " + _revisit_sentence(sc),
+        + _client_memory_sentence(sc, scale.get("peers", {})),
+        "* **Revisits**: " + _revisit_sentence(sc, scale.get("peers", {})),
         "",
     ]
     if sc:
         lines += ["## Measured: the real planning path (`bench_scale.py`)", "",
                   "| case | tiles | planning wall s | planning CPU s | peak GB (tree) | peak GB (client) | edges | combinations | intersections | views | wall × base | CPU × base | work × base (Σd·min(d,16)) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for case, r in sc.items():
-            if case in ("pixels", "revisit_curve"):
+        for case, r in {**sc, "revisits20": sc.get("revisits20", {})}.items():
+            if case in ("pixels", "revisit_curve", "revisit_curve_deep"):
                 continue
             p, w = r.get("planning"), r.get("work", {})
+            if case == "revisits20" and not p:
+                fit = _revisits_fit(sc, scale.get("peers", {}))
+                basis = ("revisits4's intersections × their growth from k = 4 to 20 in `revisit_curve_deep`"
+                         if fit and fit["how"] == "deep" else f"intersections as k^{fit['slope']:.2f}" if fit else "")
+                est = (f"not run: extrapolated ~{fit['est_cpu_h']:,.0f} CPU-hours for the combination search alone "
+                       f"({basis}; see Revisits)") if fit else "not run"
+                lines.append(f"| {case} | – | {est} |||||||||||")
+                continue
             if not p:
                 lines.append(f"| {case} | – | {r.get('error', 'not run')} |||||||||||")
                 continue
@@ -209,6 +292,7 @@ def main() -> None:
                          f"{r['counts']['edges']:,} | {r['counts']['combinations']:,} | {f'{ev:,}' if ev else '–'} | {r['counts']['views']:,} | "
                          f"{rb.get('wall_s', '–')} | {rb.get('cpu_s', '–')} | {wr.get('sum_d_min_d_16', '–')} |")
         lines.append("")
+        lines += [f"* {c}: {r['note']}" for c, r in sc.items() if r.get("note")] + [""] if any(r.get("note") for r in sc.values()) else []
         lines += [f"Load average (1 min) when each case started: "
                   + ", ".join(f"{c} {r['load_average_1min']}" for c, r in sc.items() if "load_average_1min" in r) + ".", ""]
         px = sc.get("pixels")

@@ -88,13 +88,31 @@ def read_item_dicts(catalog_url: str, *, storage_options: Mapping[str, Any] | No
     return [dict(it) for it in stac_table_to_items(table)]
 
 
-def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None, columns: Sequence[str] | None = None):
+SIMPLIFIED_ATTR = "spectralearth:simplified_deg"
+"""``GeoDataFrame.attrs`` key: the tolerance ``read_tiles(simplify_deg=...)`` simplified the valid footprints to."""
+
+READ_BATCH_ROWS = 8_192
+"""Rows decoded at a time by ``read_tiles``: with ``simplify_deg`` only one batch of full footprints is in memory."""
+
+
+def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None, columns: Sequence[str] | None = None,
+               simplify_deg: float | None = None):
     """The tile table: a GeoDataFrame (EPSG:4326) with one row per tile, in catalog order.
 
     Columns: ``id``, ``geometry``, ``datetime`` (UTC), ``proj:code``, ``proj:shape``,
     ``proj:transform``, ``enmap:datatake_id``, ``enmap:tile_id``,
     ``enmap:processor_version``, ``eo:cloud_cover`` (plus any in ``columns``).
-    The row position is the tile's index in the catalog.
+    The row position is the tile's index in the catalog. Only these columns are read
+    from the file (column chunks, not the whole object).
+
+    Args:
+        simplify_deg: simplify every valid polygonal footprint (Douglas-Peucker, topology
+            preserved) to this tolerance while decoding, a batch of rows at a time, and
+            record it in ``attrs`` (:data:`SIMPLIFIED_ATTR`). Planning reads tiles this way:
+            it works on footprints simplified to ``PLANNING_SIMPLIFY_DEG`` anyway, and the
+            ~130-vertex outlines of a whole archive never sit in memory at once (~9 KB of
+            the ~10 KB a tile takes there). Invalid footprints are left as they are, for
+            ``prepare_tiles`` to repair (and then simplify).
 
     Raises:
         FileNotFoundError: no catalog at ``catalog_url``.
@@ -107,17 +125,26 @@ def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = 
     fs, path = filesystem(url, storage_options)
     if not fs.exists(path):
         raise FileNotFoundError(f"no tile catalog at {catalog_url} (expected {TILES_FILE}; run `spectralearth index` first)")
+    import numpy as np
+    import pandas as pd
+
     with fs.open(path, "rb") as f:
-        data = f.read()
-    pf = pq.ParquetFile(io.BytesIO(data))
-    names = set(pf.schema_arrow.names)
-    if pf.metadata.num_rows == 0 or "geometry" not in names:
-        raise ValueError(f"the tile catalog at {catalog_url} is empty (no tiles indexed; see quarantine.parquet)")
-    want = ["geometry", *TILE_COLUMNS, *(columns or ())]
-    table = pf.read(columns=[c for c in dict.fromkeys(want) if c in names])
-    df = table.to_pandas()
-    geoms = shapely.from_wkb(df.pop("geometry")) if "geometry" in df else None
-    gdf = gpd.GeoDataFrame(df, geometry=geoms, crs="EPSG:4326")
+        pf = pq.ParquetFile(f)
+        names = set(pf.schema_arrow.names)
+        if pf.metadata.num_rows == 0 or "geometry" not in names:
+            raise ValueError(f"the tile catalog at {catalog_url} is empty (no tiles indexed; see quarantine.parquet)")
+        want = [c for c in dict.fromkeys([*TILE_COLUMNS, *(columns or ())]) if c in names and c != "geometry"]
+        frames, geoms = [], []
+        for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=["geometry", *want]):
+            g = shapely.from_wkb(batch.column("geometry").to_numpy(zero_copy_only=False))
+            if simplify_deg:
+                ok = ~pd.isna(g)
+                ok[ok] = ~shapely.is_empty(g[ok]) & shapely.is_valid(g[ok]) & np.isin(shapely.get_type_id(g[ok]), (3, 6))
+                g[ok] = shapely.simplify(g[ok], simplify_deg, preserve_topology=True)
+            geoms.append(g)
+            frames.append(pa.Table.from_batches([batch.drop_columns(["geometry"])]))
+    df = pa.concat_tables(frames).to_pandas()
+    gdf = gpd.GeoDataFrame(df, geometry=np.concatenate(geoms), crs="EPSG:4326")
     if "datetime" in gdf:
         import pandas as pd
 
@@ -125,7 +152,10 @@ def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = 
     for col in ("enmap:datatake_id", "enmap:tile_id"):
         if col in gdf:
             gdf[col] = gdf[col].astype("int64")
-    return gdf.reset_index(drop=True)
+    gdf = gdf.reset_index(drop=True)
+    if simplify_deg:
+        gdf.attrs[SIMPLIFIED_ATTR] = float(simplify_deg)
+    return gdf
 
 
 def read_table(catalog_url: str, name: str, *, storage_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ import pandas as pd
 import shapely
 
 from spectralearth.pipelines.overlaps import (
+    PLANNING_SIMPLIFY_DEG,
     connected_components,
     metric_geometry,
     output_base,
@@ -599,7 +600,7 @@ def combinations_job(
     if not tables.exists(edges_url, storage_options):
         raise FileNotFoundError(f"no overlap graph at {storage.redact(edges_url)}: run `spectralearth overlaps` first")
     edges = read_edges(edges_url, storage_options=storage_options)
-    tiles = read_tiles(catalog_url, storage_options=storage_options)
+    tiles = read_tiles(catalog_url, storage_options=storage_options, simplify_deg=PLANNING_SIMPLIFY_DEG)
     with cluster_client(cluster) as client:
         return write_combinations(tiles, edges, base, storage_options=storage_options, client=client, params=params)
 

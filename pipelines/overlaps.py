@@ -254,8 +254,12 @@ def prepare_tiles(tiles: gpd.GeoDataFrame, *, simplify_deg: float = PLANNING_SIM
         dup = (key["id"] != newest).to_numpy()
         reason[key["pos"].to_numpy()[dup]] = "superseded by " + newest.to_numpy()[dup].astype(str)
     keep = reason == ""
-    if simplify_deg > 0 and keep.any():
-        geoms[keep] = shapely.simplify(geoms[keep], simplify_deg, preserve_topology=True)
+    from spectralearth.catalog.catalogio import SIMPLIFIED_ATTR
+
+    # read_tiles(simplify_deg=...) already simplified the footprints that were valid
+    todo = keep & invalid if tiles.attrs.get(SIMPLIFIED_ATTR) == simplify_deg else keep
+    if simplify_deg > 0 and todo.any():
+        geoms[todo] = shapely.simplify(geoms[todo], simplify_deg, preserve_topology=True)
     usable = gpd.GeoDataFrame(
         {
             "tile": np.flatnonzero(keep).astype(np.int64),
@@ -675,7 +679,7 @@ def overlaps_job(
     """
     from spectralearth.catalog import read_tiles
 
-    tiles = read_tiles(catalog_url, storage_options=storage_options)
+    tiles = read_tiles(catalog_url, storage_options=storage_options, simplify_deg=PLANNING_SIMPLIFY_DEG)
     with cluster_client(cluster) as client:
         return write_overlap_outputs(
             tiles,

@@ -939,7 +939,9 @@ def plan_job(
     report = PlanReport(catalog_url=storage.redact(catalog_url), params=asdict(params))
     base = output_base(catalog_url)
     t = time.perf_counter()
-    tiles = read_tiles(catalog_url, storage_options=storage_options)
+    from spectralearth.pipelines.overlaps import PLANNING_SIMPLIFY_DEG
+
+    tiles = read_tiles(catalog_url, storage_options=storage_options, simplify_deg=PLANNING_SIMPLIFY_DEG)
     report.tiles = len(tiles)
     tf = _tile_frame(tiles)
     del tiles

@@ -284,6 +284,52 @@ def test_planning_simplifies_catalog_footprints_without_moving_them(tmp_path):
     assert np.all(delta <= perimeter * 1.2), (delta / perimeter).max()
 
 
+def test_tiles_read_for_planning_prepare_to_the_footprints_of_the_full_read(tmp_path):
+    """The planning jobs read the catalog with ``simplify_deg`` (a batch of full outlines at a time):
+    prepared, the footprints are vertex for vertex those of the full read, a broken (self-intersecting)
+    one included, which is repaired first and simplified after."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from spectralearth.catalog import index_archive, read_tiles
+    from spectralearth.catalog import catalogio
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.pipelines.overlaps import PLANNING_SIMPLIFY_DEG
+    from spectralearth.platform.cluster import ClusterSpec
+
+    synthesize_archive(str(tmp_path / "archive"), SynthConfig(tiles=40, footprints_only=True, compact_xml=True, seed=5))
+    index_archive(str(tmp_path / "archive"), catalog_url=str(tmp_path / "catalog"), cluster=ClusterSpec(kind="sync"))
+    path = tmp_path / "catalog" / "tiles.parquet"
+    table = pq.read_table(path)
+    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    x0, y0, x1, y1 = geoms[3].bounds  # a bow-tie of ~130 vertices, as a broken delivery would give
+    corners = np.array([(x0, y0), (x1, y1), (x1, y0 + 0.3 * (y1 - y0)), (x0, y1), (x0, y0)])
+    t = np.linspace(0, 1, 33)[:-1, None]  # 32 points per side (shapely.segmentize would repair it)
+    geoms[3] = shapely.Polygon(np.concatenate([a + t * (b - a) for a, b in zip(corners[:-1], corners[1:])]))
+    assert not shapely.is_valid(geoms[3])
+    col = table.column_names.index("geometry")
+    pq.write_table(table.set_column(col, "geometry", pa.array(shapely.to_wkb(geoms), type=table.schema.field(col).type)), path)
+
+    old_batch = catalogio.READ_BATCH_ROWS
+    catalogio.READ_BATCH_ROWS = 7  # several batches, the last one short
+    try:
+        lean = read_tiles(str(tmp_path / "catalog"), simplify_deg=PLANNING_SIMPLIFY_DEG)
+    finally:
+        catalogio.READ_BATCH_ROWS = old_batch
+    full = read_tiles(str(tmp_path / "catalog"))
+    assert lean.attrs[catalogio.SIMPLIFIED_ATTR] == PLANNING_SIMPLIFY_DEG and not full.attrs
+    assert lean["id"].tolist() == full["id"].tolist() == table.column("id").to_pylist()
+    assert lean["proj:transform"].map(list).tolist() == full["proj:transform"].map(list).tolist()
+    nl, nf = shapely.get_num_coordinates(lean.geometry.values), shapely.get_num_coordinates(full.geometry.values)
+    assert nl[3] == nf[3] and np.median(nf) >= 5 * np.median(nl)  # the broken outline is left for the repair
+    a, b = prepare_tiles(full), prepare_tiles(lean)
+    assert a.repaired == b.repaired == 1
+    assert a.tiles["tile"].tolist() == b.tiles["tile"].tolist() and 3 in a.tiles["tile"].tolist()
+    assert shapely.equals_exact(a.tiles.geometry.values, b.tiles.geometry.values, tolerance=0).all()
+    repaired = b.tiles.geometry.values[b.tiles["tile"].to_numpy() == 3][0]
+    assert shapely.get_num_coordinates(repaired) < nf[3] / 4  # simplified after its repair
+
+
 def test_a_footprint_wrapped_the_wrong_way_round_the_globe_is_measured_not_fatal():
     """Parts at ±180° that are no clean cut (here: one reaches 64° W) made the zone join raise a
     TopologyException and fail the whole graph; they are now measured as they are."""

@@ -61,7 +61,7 @@ def _client_memory_sentence(sc: dict, peers: dict) -> str:
             "scheduler outside the client process, as on a dask-gateway cluster.")
 
 
-def _revisit_sentence(sc: dict, peers: dict) -> str:
+def _revisit_sentence(sc: dict, fit: dict | None) -> str:
     all_rows = sc.get("revisit_curve", {}).get("rows") or []
     rows = [r for r in all_rows if not r.get("max_n_param")]
     capped = [r for r in all_rows if r.get("max_n_param")]
@@ -85,7 +85,7 @@ def _revisit_sentence(sc: dict, peers: dict) -> str:
                    f"{c['intersections']:,} intersections ({c['intersections'] / same['intersections']:.0%} of the uncapped "
                    f"search) in {c['cpu_s']} CPU-s ({c['cpu_s'] / max(1e-9, same['cpu_s']):.0%}), because most of the work is "
                    "at n = 3–6, where every kept tuple meets every tile that overlaps all its members.")
-    full = _full_archive_revisits(sc, peers)
+    full = _full_archive_revisits(sc, fit)
     return (f"Algorithm 1 grows every tuple by every tile that overlaps all its members and keeps the `beam` largest "
             f"per size, until no tuple holds a patch. Revisiting a place k times gives each tuple ~k times the "
             f"candidates, makes tuples deeper (the largest n grows with k) and gives k times the seeds. Measured on one "
@@ -127,8 +127,7 @@ def _revisits_fit(sc: dict, peers: dict | None = None) -> dict | None:
             "combinations": r["counts"]["combinations"], "base_combinations": b["counts"]["combinations"]}
 
 
-def _full_archive_revisits(sc: dict, peers: dict) -> str:
-    f = _revisits_fit(sc, peers)
+def _full_archive_revisits(sc: dict, f: dict | None) -> str:
     if not f:
         return ""
     r = sc["revisits4"]
@@ -171,6 +170,7 @@ def main() -> None:
     patches_per_tile = plan["patches"] / plan["tiles"]
     index_core_rate = idx["products_per_s"] / idx["workers"]
     sc = scale.get("cases", {})
+    fit = _revisits_fit(sc, scale.get("peers", {}))
     base = sc.get("base", {})
     if base.get("planning"):
         plan_cpu_per_tile = base["planning"]["cpu_s"] / base.get("work", {}).get("tiles", 11_636)
@@ -259,7 +259,7 @@ def main() -> None:
         "  combination search and the placement run per group of whole connected components. The",
         "  client holds the tile table, the edge list (tile rows only) and the tasks' counts. "
         + _client_memory_sentence(sc, scale.get("peers", {})),
-        "* **Revisits**: " + _revisit_sentence(sc, scale.get("peers", {})),
+        "* **Revisits**: " + _revisit_sentence(sc, fit),
         "",
     ]
     if sc:
@@ -271,11 +271,11 @@ def main() -> None:
                 continue
             p, w = r.get("planning"), r.get("work", {})
             if case == "revisits20" and not p:
-                fit = _revisits_fit(sc, scale.get("peers", {}))
-                basis = ("revisits4's intersections × their growth from k = 4 to 20 in `revisit_curve_deep`"
-                         if fit and fit["how"] == "deep" else f"intersections as k^{fit['slope']:.2f}" if fit else "")
-                est = (f"not run: extrapolated ~{fit['est_cpu_h']:,.0f} CPU-hours for the combination search alone "
-                       f"({basis}; see Revisits)") if fit else "not run"
+                est = "not run"
+                if fit:
+                    basis = ("revisits4's intersections × their growth from k = 4 to 20 in `revisit_curve_deep`"
+                             if fit["how"] == "deep" else f"intersections as k^{fit['slope']:.2f}")
+                    est += f": extrapolated ~{fit['est_cpu_h']:,.0f} CPU-hours for the combination search alone ({basis}; see Revisits)"
                 lines.append(f"| {case} | – | {est} |||||||||||")
                 continue
             if not p:
@@ -292,7 +292,9 @@ def main() -> None:
                          f"{r['counts']['edges']:,} | {r['counts']['combinations']:,} | {f'{ev:,}' if ev else '–'} | {r['counts']['views']:,} | "
                          f"{rb.get('wall_s', '–')} | {rb.get('cpu_s', '–')} | {wr.get('sum_d_min_d_16', '–')} |")
         lines.append("")
-        lines += [f"* {c}: {r['note']}" for c, r in sc.items() if r.get("note")] + [""] if any(r.get("note") for r in sc.values()) else []
+        notes = [f"* {c}: {r['note']}" for c, r in sc.items() if r.get("note")]
+        if notes:
+            lines += [*notes, ""]
         lines += [f"Load average (1 min) when each case started: "
                   + ", ".join(f"{c} {r['load_average_1min']}" for c, r in sc.items() if "load_average_1min" in r) + ".", ""]
         px = sc.get("pixels")

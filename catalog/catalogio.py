@@ -146,8 +146,6 @@ def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = 
     df = pa.concat_tables(frames).to_pandas()
     gdf = gpd.GeoDataFrame(df, geometry=np.concatenate(geoms), crs="EPSG:4326")
     if "datetime" in gdf:
-        import pandas as pd
-
         gdf["datetime"] = pd.to_datetime(gdf["datetime"], utc=True)
     for col in ("enmap:datatake_id", "enmap:tile_id"):
         if col in gdf:

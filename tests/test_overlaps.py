@@ -284,7 +284,7 @@ def test_planning_simplifies_catalog_footprints_without_moving_them(tmp_path):
     assert np.all(delta <= perimeter * 1.2), (delta / perimeter).max()
 
 
-def test_tiles_read_for_planning_prepare_to_the_footprints_of_the_full_read(tmp_path):
+def test_tiles_read_for_planning_prepare_to_the_footprints_of_the_full_read(tmp_path, monkeypatch):
     """The planning jobs read the catalog with ``simplify_deg`` (a batch of full outlines at a time):
     prepared, the footprints are vertex for vertex those of the full read, a broken (self-intersecting)
     one included, which is repaired first and simplified after."""
@@ -310,12 +310,8 @@ def test_tiles_read_for_planning_prepare_to_the_footprints_of_the_full_read(tmp_
     col = table.column_names.index("geometry")
     pq.write_table(table.set_column(col, "geometry", pa.array(shapely.to_wkb(geoms), type=table.schema.field(col).type)), path)
 
-    old_batch = catalogio.READ_BATCH_ROWS
-    catalogio.READ_BATCH_ROWS = 7  # several batches, the last one short
-    try:
-        lean = read_tiles(str(tmp_path / "catalog"), simplify_deg=PLANNING_SIMPLIFY_DEG)
-    finally:
-        catalogio.READ_BATCH_ROWS = old_batch
+    monkeypatch.setattr(catalogio, "READ_BATCH_ROWS", 7)  # several batches, the last one short
+    lean = read_tiles(str(tmp_path / "catalog"), simplify_deg=PLANNING_SIMPLIFY_DEG)
     full = read_tiles(str(tmp_path / "catalog"))
     assert lean.attrs[catalogio.SIMPLIFIED_ATTR] == PLANNING_SIMPLIFY_DEG and not full.attrs
     assert lean["id"].tolist() == full["id"].tolist() == table.column("id").to_pylist()

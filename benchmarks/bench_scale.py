@@ -19,6 +19,8 @@ Sizes:
     land on other land do add some overlap; the work figures beside the times say how much);
   - ``revisits``: copies of every tile on later dates (new datatakes), moved by a few
     whole pixels, i.e. the same area revisited 4× / 20× as often.
+* ``revisits4_bounded``: ``revisits4`` with the candidate bound, to set the bound's plan against
+  the exact search's on the full archive.
 * ``pixels``: a pixel archive of ``--pixel-tiles`` tiles of ``--pixel-size`` px built end
   to end (``build``), which must reach ``--min-views`` views.
 
@@ -29,9 +31,17 @@ written. Writes ``benchmarks/results/scale.json``.
   revisited 1, 2, 3, 4 times (``--curve-factors``): intersections computed, combinations
   found and CPU time against the revisit factor, which is what the revisit rows pay for.
 * ``revisit_curve_deep``: the same on a 60-tile archive revisited 1–20 times, the slope up to
-  the 20× that the full archive cannot be run at here.
+  the 20× that the exact search cannot be run at on the full archive here.
+* ``revisit_bound``: the candidate bound (``--bound-beam``, ``--bound-candidates``) against the
+  exact search on that 60-tile archive revisited 4, 8 and 12 times (20 times bounded only),
+  each followed by the patch plan: intersections, combinations, CPU, patches and views, so
+  what the bound costs in the plan is measured, not assumed.
 
-Run: ``python benchmarks/bench_scale.py [--workdir DIR] [--only base,area4,revisits4,area20,revisits20,pixels,revisit_curve,revisit_curve_deep]``.
+The cases in ``--bounded`` (default ``revisits20``) run the combination search with that
+bound: the exact search there is an extrapolated ~200 CPU-hours (see ``docs/scale.md``).
+Each case records the combination parameters it ran with.
+
+Run: ``python benchmarks/bench_scale.py [--workdir DIR] [--only base,area4,revisits4,area20,revisits20,pixels,revisit_curve,revisit_curve_deep,revisit_bound]``.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -55,7 +66,12 @@ from _util import PeakRSS, write_result  # noqa: E402
 GROW_DROPPED: dict[str, int] = {}
 """Copies left out by ``grown_catalog`` per grown catalog (they would cross the antimeridian)."""
 
-CASES = ("base", "area4", "revisits4", "area20", "revisits20", "pixels", "revisit_curve", "revisit_curve_deep")
+CASES = ("base", "area4", "revisits4", "area20", "revisits20", "revisits4_bounded", "pixels", "revisit_curve",
+         "revisit_curve_deep", "revisit_bound")
+SMALL_CASES = ("pixels", "revisit_curve", "revisit_curve_deep", "revisit_bound")
+"""Cases that do not start from the base archive."""
+BOUND_FACTORS = {"exact_and_bounded": [4, 8, 12], "bounded_only": [20]}
+"""``revisit_bound``: revisit factors of the 60-tile archive run both ways, and bounded only."""
 DEEP_CURVE = {"tiles": 60, "factors": [1, 2, 4, 8, 12, 16, 20]}
 """``revisit_curve_deep``: a small archive revisited up to 20 times, for the slope where the full archive
 cannot be run (its 600-tile sibling ``revisit_curve`` stops at 4)."""
@@ -187,17 +203,19 @@ def work_figures(catalog: str) -> dict:
             "sum_d_min_d_16": float((d * np.minimum(d, 16)).sum()), "largest_component": int(comp["component"].value_counts().max())}
 
 
-def plan_real_path(catalog: str, out: dict, workers: int) -> None:
-    from spectralearth.pipelines.combinations import combinations_job
+def plan_real_path(catalog: str, out: dict, workers: int, params=None) -> None:
+    from spectralearth.pipelines.combinations import CombinationParams, combinations_job
     from spectralearth.pipelines.overlaps import overlaps_job
     from spectralearth.pipelines.plan import PlanParams, plan_job
     from spectralearth.platform.cluster import ClusterSpec
 
     cluster = ClusterSpec(kind="local", n_workers=workers)
+    params = params or CombinationParams()
+    out["combination_params"] = {k: v for k, v in vars(params).items()}
     c0, t0 = tree_cpu_s(), time.perf_counter()
     with PeakRSS() as rss:
         ov = measure("overlaps", lambda: overlaps_job(catalog, cluster=cluster), out)
-        co = measure("combinations", lambda: combinations_job(catalog, cluster=cluster), out)
+        co = measure("combinations", lambda: combinations_job(catalog, cluster=cluster, params=params), out)
         pl = measure("plan", lambda: plan_job(catalog, params=PlanParams(), cluster=cluster), out)
     out["planning"] = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(tree_cpu_s() - c0, 2),
                        "peak_rss_gb": round(rss.peak_total / 1e9, 3), "peak_rss_client_gb": round(rss.peak_self / 1e9, 3),
@@ -254,6 +272,59 @@ def revisit_curve(work: Path, tiles: int, factors: list[int], seed: int, out: di
                                 for key in ("tiles", "edges_distinct_datatakes", "combinations", "intersections", "cpu_s")}
 
 
+def revisit_bound(work: Path, seed: int, beam: int, candidates: int, out: dict) -> None:
+    """The candidate bound against the exact search on the 60-tile archive revisited k times, plan included.
+
+    Re-uses the archive (and grown catalogs) of ``revisit_curve_deep`` in ``work``.
+    """
+    import shutil
+
+    from spectralearth.catalog import index_archive, read_tiles
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.pipelines.combinations import CombinationParams, read_edges, write_combinations
+    from spectralearth.pipelines.overlaps import PLANNING_SIMPLIFY_DEG, overlaps_job
+    from spectralearth.pipelines.plan import PlanParams, plan_job
+    from spectralearth.platform.cluster import ClusterSpec
+
+    sync = ClusterSpec(kind="sync")
+    home = work / "revisit_curve_deep"
+    arch, cat = home / "archive", home / "catalog"
+    if not (home / "index.done").exists():
+        synthesize_archive(str(arch), SynthConfig(tiles=DEEP_CURVE["tiles"], footprints_only=True, seed=seed, compact_xml=True))
+        index_archive(str(arch), catalog_url=str(cat), cluster=sync)
+        (home / "index.done").write_text("ok")
+    bounded = CombinationParams(beam=beam, max_candidates=candidates)
+    out["bounded_params"] = {k: v for k, v in vars(bounded).items()}
+    rows = out.setdefault("rows", [])
+    rows.clear()
+    runs = [(k, p) for k in BOUND_FACTORS["exact_and_bounded"] for p in (CombinationParams(), bounded)]
+    runs += [(k, bounded) for k in BOUND_FACTORS["bounded_only"]]
+    for k, params in runs:
+        grown = work / "revisit_bound" / f"revisits{k}-{'exact' if params.max_candidates is None else 'bounded'}"
+        shutil.rmtree(grown, ignore_errors=True)
+        n = grown_catalog(str(cat), str(grown), k, "revisits")
+        overlaps_job(str(grown), cluster=sync)
+        t_tiles = read_tiles(str(grown), simplify_deg=PLANNING_SIMPLIFY_DEG)
+        edges = read_edges(str(grown / "overlap_edges.parquet"))
+        c0 = tree_cpu_s()
+        rep = write_combinations(t_tiles, edges, str(grown), n_tasks=1, params=params)
+        c1 = tree_cpu_s()
+        pl = plan_job(str(grown), params=PlanParams(), cluster=sync)
+        row = {"factor": k, "tiles": n, "bounded": params.max_candidates is not None,
+               "intersections": int(sum(rep.evaluated.values())), "combinations": rep.n_combinations,
+               "pairs": int(rep.by_size.get(2, 0)), "max_n": rep.max_n, "combinations_cpu_s": round(c1 - c0, 2), "plan_cpu_s": round(tree_cpu_s() - c1, 2),
+               "patches": pl.patches, "views": pl.views, "multi_date_patches": pl.multi_date_patches}
+        rows.append(row)
+        print(f"  revisits x{k}: {row}", flush=True)
+    exact = {r["factor"]: r for r in rows if not r["bounded"]}
+    for r in rows:
+        e = exact.get(r["factor"])
+        if r["bounded"] and e:
+            r["ratio_to_exact"] = {key: round(r[key] / max(1e-9, e[key]), 4) for key in
+                                   ("intersections", "combinations", "combinations_cpu_s", "plan_cpu_s", "patches", "views",
+                                    "multi_date_patches")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiles", type=int, default=11_636)
@@ -268,6 +339,12 @@ def main() -> int:
     ap.add_argument("--curve-tiles", type=int, default=600, help="tiles of the archive the revisit curve revisits")
     ap.add_argument("--curve-factors", default="1,2,3,4", help="revisit factors of the curve")
     ap.add_argument("--curve-max-n", type=int, default=6, help="also run the largest factor with this --max-n (0: not)")
+    ap.add_argument("--results", default="scale",
+                    help="results/<NAME>.json to write (and merge into): a run on another machine keeps its own base")
+    ap.add_argument("--bounded", default="revisits20",
+                    help="comma-separated archive cases whose combination search runs with the candidate bound")
+    ap.add_argument("--bound-beam", type=int, default=4, help="beam of the bounded search")
+    ap.add_argument("--bound-candidates", type=int, default=2, help="max_candidates of the bounded search")
     ap.add_argument("--real-xml", action="store_true",
                     help="real-size METADATA.XML in the base archive (48 GB for 11,636 tiles); default compact "
                          "(calibration/navigation bodies left out: the catalog and the plan are the same)")
@@ -283,7 +360,7 @@ def main() -> int:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    results_path = Path(__file__).resolve().parent / "results" / "scale.json"
+    results_path = Path(__file__).resolve().parent / "results" / f"{args.results}.json"
     on_file = json.loads(results_path.read_text()) if results_path.exists() else {}
     result = on_file.get("cases", {})
     peers = on_file.get("peers", {})  # same-machine runs of other code, kept as they were
@@ -293,7 +370,7 @@ def main() -> int:
         print(f"[{case}]", flush=True)
         out = result[case] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "load_average_1min": round(os.getloadavg()[0], 2)}
-        if case not in ("pixels", "revisit_curve", "revisit_curve_deep"):
+        if case not in SMALL_CASES:
             out["base_xml"] = "real-size" if args.real_xml else "compact (calibration/navigation bodies left out)"
         try:
             if case == "revisit_curve":
@@ -304,6 +381,10 @@ def main() -> int:
             if case == "revisit_curve_deep":
                 out["archive_tiles"] = DEEP_CURVE["tiles"]
                 revisit_curve(work, DEEP_CURVE["tiles"], DEEP_CURVE["factors"], args.seed, out, name=case)
+                continue
+            if case == "revisit_bound":
+                out["archive_tiles"] = DEEP_CURVE["tiles"]
+                revisit_bound(work, args.seed, args.bound_beam, args.bound_candidates, out)
                 continue
             if case == "pixels":
                 from spectralearth.pipelines.build import build
@@ -333,26 +414,32 @@ def main() -> int:
             if case == "base":
                 catalog = base_catalog
             else:
-                how, factor = case.rstrip("0123456789"), int(case.lstrip("arevisit"))
+                how, factor = re.fullmatch(r"(area|revisits)(\d+)(?:_bounded)?", case).group(1, 2)
+                factor = int(factor)
                 catalog = work / case / "catalog"
                 out["tiles"] = measure("grow_catalog", lambda: grown_catalog(str(base_catalog), str(catalog), factor, how), out)
                 out["copies_left_out_at_antimeridian"] = GROW_DROPPED.get(str(catalog), 0)
-            plan_real_path(str(catalog), out, args.workers)
+            params = None
+            if case in args.bounded.split(",") or case.endswith("_bounded"):
+                from spectralearth.pipelines.combinations import CombinationParams
+
+                params = CombinationParams(beam=args.bound_beam, max_candidates=args.bound_candidates)
+            plan_real_path(str(catalog), out, args.workers, params)
         except Exception as exc:  # recorded, then the run fails loudly at the end
             failed.append(case)
             out.setdefault("error", f"{type(exc).__name__}: {exc}")
             traceback.print_exc()
         finally:
-            write_result("scale", {"workdir": str(work), "cases": result, **({"peers": peers} if peers else {})})
+            write_result(args.results, {"workdir": str(work), "cases": result, **({"peers": peers} if peers else {})})
     base = result.get("base", {}).get("planning")
-    for case in ("area4", "revisits4", "area20", "revisits20"):
+    for case in ("area4", "revisits4", "area20", "revisits20", "revisits4_bounded"):
         p = result.get(case, {}).get("planning")
         if base and p and not result[case].get("code"):  # a row run by earlier code keeps its ratios to that code's base
             result[case]["ratio_to_base"] = {k: round(p[k] / base[k], 3) for k in ("wall_s", "cpu_s")}
             bw, cw = result["base"].get("work"), result[case].get("work")
             if bw and cw:
                 result[case]["work_ratio_to_base"] = {k: round(cw[k] / max(1e-9, bw[k]), 3) for k in ("tiles", "edges", "sum_d_min_d_16")}
-    path = write_result("scale", {"workdir": str(work), "cases": result, **({"peers": peers} if peers else {})})
+    path = write_result(args.results, {"workdir": str(work), "cases": result, **({"peers": peers} if peers else {})})
     print(f"wrote {path}")
     if failed:
         print(f"FAILED: {failed}", file=sys.stderr)

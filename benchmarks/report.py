@@ -27,6 +27,13 @@ ABOUT = {
         "Overlap graph + Algorithm 1 combinations on the full-scale footprint simulation; naive all-pairs ratio on a subset; "
         "growth at constant density (a 25 % sample of the components vs all) and under densification.",
     ),
+    "scale_bound": (
+        "The candidate bound against the exact combination search",
+        "python benchmarks/bench_scale.py --only base,revisits4_bounded,revisit_bound --results scale_bound",
+        "A later run on another machine with its own base: the full archive revisited 4 times with the combination "
+        "search bounded (beam 4, 2 candidates per tuple), and that bound against the exact search on a 60-tile archive "
+        "revisited 4–20 times, each followed by the patch plan (see docs/scale.md).",
+    ),
     "plan": ("Patch plan at full scale", "python benchmarks/bench_plan.py", "Patch/view counts of the plan next to SpectralEarth's."),
     "extract": (
         "Extraction throughput",

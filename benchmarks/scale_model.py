@@ -92,11 +92,10 @@ def _revisit_sentence(sc: dict, fit: dict | None) -> str:
             f"{sc['revisit_curve'].get('archive_tiles', '?')}-tile archive revisited k times (`revisit_curve`, one "
             f"process): {table} the intersections grow as k^{slope:.2f} and the CPU time as k^{cpu_slope:.2f}. "
             f"Extrapolated (not measured), k = 20 would cost ~{est20:,.0f}× the k = 1 time, for 20× the tiles." + cap + full +
-            " So it is growth by revisits, not by area, that breaks planning first. What the design does now: the "
-            "search is split by component onto the cluster (more workers give the same answer). What it needs next: "
-            "a bound on the candidates per tuple (e.g. only the best-overlapping tiles, or one acquisition per "
-            "revisit window), which changes Algorithm 1's output and has to be validated against SpectralEarth's "
-            "combination counts first.")
+            " So it is growth by revisits, not by area, that breaks planning first. What the design does: the "
+            "search is split by component onto the cluster (more workers give the same answer), and a densely "
+            "revisited archive is searched with a bound on the candidates per tuple (`--max-candidates`, next "
+            "item), which changes Algorithm 1's output by what is measured there.")
 
 
 def _revisits_fit(sc: dict, peers: dict | None = None) -> dict | None:
@@ -147,6 +146,87 @@ def _full_archive_revisits(sc: dict, f: dict | None) -> str:
             "(an extrapolation).")
 
 
+def _pct(a: float, b: float) -> str:
+    return f"{(a / b - 1) * 100:+.2f} %" if b else "–"
+
+
+def _bound_figures(bd: dict, sc: dict) -> dict | None:
+    """What the candidate bound measured (``scale_bound.json``), and revisits20 projected with it."""
+    cases = bd.get("cases", {})
+    curve, r4, b = cases.get("revisit_bound", {}), cases.get("revisits4_bounded", {}), cases.get("base", {})
+    if not (curve.get("rows") and r4.get("planning") and b.get("planning")):
+        return None
+    rows = {(r["factor"], r["bounded"]): r for r in curve["rows"]}
+    k20 = rows.get((20, True))
+    us = r4["combinations"]["cpu_s"] / max(1, r4["counts"]["intersections_evaluated"]) * 1e6
+    plan_ms = r4["plan"]["cpu_s"] / max(1, r4["counts"]["combinations"]) * 1e3
+    out = {"rows": rows, "params": curve.get("bounded_params", {}), "r4": r4, "base": b, "us": us, "plan_ms": plan_ms,
+           "slower": b["planning"]["cpu_s"] / max(1e-9, sc.get("base", {}).get("planning", {}).get("cpu_s", 1e9))}
+    tiles20 = sc.get("area20", {}).get("work", {}).get("tiles") or 20 * sc.get("base", {}).get("work", {}).get("tiles", 11_636)
+    if k20:
+        per_tile = tiles20 / k20["tiles"]
+        out.update(tiles20=tiles20, ints20=k20["intersections"] * per_tile, combos20=k20["combinations"] * per_tile)
+        out["search20_h"] = out["ints20"] * us / 1e6 / 3600
+        out["plan20_h"] = out["combos20"] * plan_ms / 1e3 / 3600
+    return out
+
+
+def _bound_sentence(f: dict | None, sc: dict) -> str:
+    if not f:
+        return "The candidate bound (`max_candidates`) is not measured yet (`bench_scale.py --results scale_bound`)."
+    p, rows, r4, b = f["params"], f["rows"], f["r4"], f["base"]
+    parts = []
+    for k in sorted({k for k, _ in rows}):
+        e, x = rows.get((k, False)), rows.get((k, True))
+        if x and e:
+            parts.append(f"×{k}: {x['intersections']:,} intersections against {e['intersections']:,} "
+                         f"({e['intersections'] / max(1, x['intersections']):.0f}× fewer), {x['combinations_cpu_s']} CPU-s "
+                         f"against {e['combinations_cpu_s']}, {x['combinations']:,} combinations against {e['combinations']:,}; "
+                         f"the plan: {x['patches']:,} patches ({_pct(x['patches'], e['patches'])}), {x['views']:,} views "
+                         f"({_pct(x['views'], e['views'])}), {x['multi_date_patches']:,} multi-date patches "
+                         f"({_pct(x['multi_date_patches'], e['multi_date_patches'])})")
+        elif x:
+            parts.append(f"×{k} (bounded only): {x['intersections']:,} intersections (the exact search computed "
+                         f"{sc.get('revisit_curve_deep', {}) and next((r['intersections'] for r in sc['revisit_curve_deep'].get('rows', []) if r['factor'] == k), 0):,} "
+                         f"in `revisit_curve_deep`), {x['combinations_cpu_s']} CPU-s, {x['combinations']:,} combinations up to "
+                         f"n = {x['max_n']}, {x['patches']:,} patches, {x['views']:,} views; the plan took {x['plan_cpu_s']} CPU-s")
+    ex = sc.get("revisits4", {})
+    full = ""
+    if ex.get("counts"):
+        ec, xc = ex["counts"], r4["counts"]
+        exact_ratio = ex["combinations"]["cpu_s"] / max(1e-9, (sc.get("base", {}).get("combinations") or {}).get("cpu_s", 1e9))
+        fit_base = None
+        full = (f" On the full archive revisited 4 times (`revisits4_bounded`, {r4['work']['tiles']:,} tiles) the bounded "
+                f"search computed {xc['intersections_evaluated']:,} intersections (exact: {ec['intersections_evaluated']:,}) in "
+                f"{r4['combinations']['cpu_s']} CPU-s, {r4['combinations']['cpu_s'] / max(1e-9, b['combinations']['cpu_s']):.1f}× "
+                f"that run's base search ({b['combinations']['cpu_s']} CPU-s; the exact revisits4 search was "
+                f"{ec and ex['combinations']['cpu_s']:,} CPU-s), peak {r4['combinations']['peak_rss_single_gb']} GB in one worker "
+                f"(exact: {ex['combinations']['peak_rss_single_gb']} GB). It found {xc['combinations']:,} combinations "
+                f"(exact {ec['combinations']:,}), of which {xc['combinations_by_size'].get('2', 0):,} pairs. The plan placed "
+                f"{xc['patches']:,} patches ({_pct(xc['patches'], ec['patches'])} against the exact search's {ec['patches']:,}) "
+                f"with {xc['views']:,} views ({_pct(xc['views'], ec['views'])} against {ec['views']:,}); "
+                f"{xc['multi_date_patches']:,} multi-date patches ({_pct(xc['multi_date_patches'], ec['multi_date_patches'])}). "
+                f"Planning in all: {r4['planning']['wall_s']} s wall, {r4['planning']['cpu_s']} CPU-s, "
+                f"{r4['planning']['peak_rss_gb']} GB for the process tree.")
+        del exact_ratio, fit_base
+    proj = ""
+    if f.get("ints20"):
+        proj = (f" Applied to `revisits20` ({f['tiles20']:,} tiles; the ×20 row per tile, scaled): the bounded search would "
+                f"compute ~{f['ints20']:.2g} intersections, ~{f['search20_h']:.1f} CPU-hours at the {f['us']:.0f} µs each "
+                f"measured in `revisits4_bounded`, and write ~{f['combos20']:.2g} combinations. The plan, at the "
+                f"{f['plan_ms']:.2f} CPU-ms per combination measured there, would need ~{f['plan20_h']:.1f} CPU-hours: with "
+                "the bound the plan, not the search, is what breaks next on a densely revisited archive, because "
+                "Algorithm 1 keeps every pair that holds a patch (the pairs grow as k² per place) and the plan tries "
+                "each combination's intersection. This run was on a machine "
+                f"~{f['slower']:.1f}× slower than the one of the table below (the same base planning took "
+                f"{b['planning']['cpu_s']} CPU-s there).")
+    return (f"**The candidate bound** (`max_candidates`, `beam` {p.get('beam')} and K = {p.get('max_candidates')}: a kept tuple "
+            "grows only by the K tiles with the largest smallest pair overlap with its members) against the exact search "
+            f"(beam 16), both followed by the patch plan (`bench_scale.py --results scale_bound`). On the "
+            f"{f['rows'][min(f['rows'])]['tiles'] // min(f['rows'])[0]}-tile archive revisited k times (`revisit_bound`, one "
+            "process): " + "; ".join(parts) + "." + full + proj)
+
+
 def _deep_sentence(f: dict) -> str:
     d = f["deep"]
     if f["how"] != "deep":
@@ -163,6 +243,7 @@ def _deep_sentence(f: dict) -> str:
 
 def main() -> None:
     ext, idx, plan, scale = load("extract"), load("index"), load("plan"), load("scale")
+    bound = load("scale_bound")
     view_raw = BANDS * PX * PX * 2
     ratio = ext.get("compression_ratio", 1.876)
     cpu_per_gb = ext["2_workers"]["pipeline_worker_cpu_s_per_gb"]
@@ -171,6 +252,7 @@ def main() -> None:
     index_core_rate = idx["products_per_s"] / idx["workers"]
     sc = scale.get("cases", {})
     fit = _revisits_fit(sc, scale.get("peers", {}))
+    bfig = _bound_figures(bound, sc)
     base = sc.get("base", {})
     if base.get("planning"):
         plan_cpu_per_tile = base["planning"]["cpu_s"] / base.get("work", {}).get("tiles", 11_636)
@@ -260,14 +342,17 @@ def main() -> None:
         "  client holds the tile table, the edge list (tile rows only) and the tasks' counts. "
         + _client_memory_sentence(sc, scale.get("peers", {})),
         "* **Revisits**: " + _revisit_sentence(sc, fit),
+        "* " + _bound_sentence(bfig, sc),
         "",
     ]
     if sc:
         lines += ["## Measured: the real planning path (`bench_scale.py`)", "",
                   "| case | tiles | planning wall s | planning CPU s | peak GB (tree) | peak GB (client) | edges | combinations | intersections | views | wall × base | CPU × base | work × base (Σd·min(d,16)) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for case, r in {**sc, "revisits20": sc.get("revisits20", {})}.items():
-            if case in ("pixels", "revisit_curve", "revisit_curve_deep"):
+        bcases = bound.get("cases", {})
+        later = {f"{c} (later run)" if c == "base" else c: r for c, r in bcases.items() if r.get("planning")}
+        for case, r in {**sc, "revisits20": sc.get("revisits20", {}), **later}.items():
+            if case in ("pixels", "revisit_curve", "revisit_curve_deep", "revisit_bound"):
                 continue
             p, w = r.get("planning"), r.get("work", {})
             if case == "revisits20" and not p:
@@ -275,14 +360,18 @@ def main() -> None:
                 if fit:
                     basis = ("revisits4's intersections × their growth from k = 4 to 20 in `revisit_curve_deep`"
                              if fit["how"] == "deep" else f"intersections as k^{fit['slope']:.2f}")
-                    est += f": extrapolated ~{fit['est_cpu_h']:,.0f} CPU-hours for the combination search alone ({basis}; see Revisits)"
+                    est += f": extrapolated ~{fit['est_cpu_h']:,.0f} CPU-hours for the exact combination search alone ({basis}; see Revisits)"
+                if bfig and bfig.get("ints20"):
+                    est += (f"; with the candidate bound ~{bfig['search20_h']:.1f} CPU-hours of search and ~{bfig['plan20_h']:.1f} "
+                            f"of plan for ~{bfig['combos20']:.2g} combinations (see the candidate bound)")
                 lines.append(f"| {case} | – | {est} |||||||||||")
                 continue
             if not p:
                 lines.append(f"| {case} | – | {r.get('error', 'not run')} |||||||||||")
                 continue
             rb, wr = r.get("ratio_to_base", {}), r.get("work_ratio_to_base", {})
-            bp, bw = sc.get("base", {}).get("planning"), sc.get("base", {}).get("work", {})
+            home = bcases if case in later else sc  # a later run's rows are set against its own base
+            bp, bw = home.get("base", {}).get("planning"), home.get("base", {}).get("work", {})
             if case != "base" and bp and not rb:  # a run of this case alone: ratios to the base on file
                 rb = {k: round(p[k] / bp[k], 2) for k in ("wall_s", "cpu_s")}
                 wr = {k: round(w[k] / max(1e-9, bw[k]), 2) for k in ("tiles", "edges", "sum_d_min_d_16") if k in w and k in bw}
@@ -293,6 +382,11 @@ def main() -> None:
                          f"{rb.get('wall_s', '–')} | {rb.get('cpu_s', '–')} | {wr.get('sum_d_min_d_16', '–')} |")
         lines.append("")
         notes = [f"* {c}: {r['note']}" for c, r in sc.items() if r.get("note")]
+        if later:
+            notes.append("* " + ", ".join(later) + f": a later run (`benchmarks/results/scale_bound.json`, {bound.get('when', '?')}) "
+                         "on a slower machine; their ratios are to the base of that run. "
+                         + ", ".join(f"{c} ran with combination parameters {r.get('combination_params')}" for c, r in later.items()
+                                     if (r.get("combination_params") or {}).get("max_candidates")))
         if notes:
             lines += [*notes, ""]
         lines += [f"Load average (1 min) when each case started: "

@@ -27,6 +27,12 @@ intersection can hold one patch. Rules:
   (that hold a patch) are kept and grown. Ranking is by area rounded to 1 m²
   (so that floating-point noise between two computations of one shape cannot flip
   ties), then by the sorted member rows.
+- **Candidate bound (optional, changes the output).** With ``max_candidates = K`` a kept
+  tuple is grown only by the ``K`` tiles whose smallest pair overlap with its members is
+  largest (that overlap bounds the child's intersection from above; ties by row). The
+  exact search grows every tuple by every tile that overlaps all its members, which on a
+  place revisited k times costs ~k³ (see ``docs/scale.md``); the bound makes the work per
+  seed and size at most ``beam × K``.
 - **Canonical output.** Tuples are sorted member rows; a tuple reached from several
   seeds is kept once (the instance from the smallest seed); the output is sorted by
   (n, members), so it does not depend on how the work was partitioned.
@@ -80,6 +86,9 @@ class CombinationParams:
     """Pixel size in metres."""
     max_n: int | None = None
     """Largest tuple size searched (None: until no tuple holds a patch)."""
+    max_candidates: int | None = None
+    """Tiles a kept tuple is grown by, those with the largest smallest pair overlap with its
+    members (None: every tile that overlaps all its members, the exact search)."""
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -88,6 +97,8 @@ class CombinationParams:
             raise ValueError("patch_px and pixel_m must be positive")
         if self.max_n is not None and self.max_n < 2:
             raise ValueError("max_n must be at least 2")
+        if self.max_candidates is not None and self.max_candidates < 1:
+            raise ValueError(f"max_candidates must be at least 1, not {self.max_candidates}")
 
     @property
     def side_m(self) -> float:
@@ -189,7 +200,16 @@ def _evaluate(left, right, side_m: float):
     return inter, utm, epsg, area, fits
 
 
-def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams, work: dict | None = None) -> list[tuple]:
+def _bounded(common, score: dict, k: int) -> list:
+    """The ``k`` tiles of ``common`` with the largest ``score`` (ties by row), sorted."""
+    cands = sorted(common)
+    if len(cands) <= k:
+        return cands
+    return sorted(sorted(cands, key=lambda c: (-round(score[c]), c))[:k])
+
+
+def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams, work: dict | None = None,
+                 pair_area: dict | None = None) -> list[tuple]:
     """Algorithm 1 for a batch of seed tiles, all seeds advanced one size at a time.
 
     Args:
@@ -198,11 +218,16 @@ def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams, work: 
         adj: tile row -> frozenset of neighbours (distinct datatakes only).
         params: search parameters.
         work: if given, counts the intersections computed per tuple size (``{n: count}``).
+        pair_area: ``(a, b) -> area`` (a < b) of every pair in ``adj``; needed when
+            ``params.max_candidates`` is set.
 
     Returns:
         Records ``(members, seed, area_m2, utm_epsg, geom_wgs84, geom_utm)``.
     """
     side = params.side_m
+    bound = params.max_candidates
+    if bound is not None and pair_area is None:
+        raise ValueError("max_candidates needs the pair areas (pair_area)")
     out: list[tuple] = []
     # size 2: every pair of the seed, computed as geom[min] ∩ geom[max]
     keys, left, right = [], [], []
@@ -220,17 +245,26 @@ def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams, work: 
         for i in np.flatnonzero(fits):
             s, members = keys[i]
             out.append((members, s, area[i], epsg[i], inter[i], utm[i]))
-            frontier.setdefault(s, []).append((members, inter[i], area[i]))
+            frontier.setdefault(s, []).append((members, inter[i], area[i], None))
     n = 2
+
+    def area_of(x: int, y: int) -> float:
+        return pair_area[(x, y) if x < y else (y, x)]
+
     while frontier and (params.max_n is None or n < params.max_n):
         n += 1
-        keys, left, right = [], [], []
+        keys, left, right, origin = [], [], [], []
         for s, level in frontier.items():
             level.sort(key=lambda r: _rank_key(r[2], r[0]))
             seen = set()
-            for members, g, _ in level[: params.beam]:
-                common = frozenset.intersection(*(adj[m] for m in members)) - set(members)
-                for c in sorted(common):
+            for members, g, _, info in level[: params.beam]:
+                if info is None:  # a pair: what overlaps both members (and, bounded, the smaller pair area)
+                    x, y = members
+                    common = (adj[x] & adj[y]) - {x, y}
+                    score = {c: min(area_of(x, c), area_of(y, c)) for c in common} if bound is not None else None
+                else:
+                    common, score = info
+                for c in (sorted(common) if bound is None else _bounded(common, score, bound)):
                     child = tuple(sorted((*members, c)))
                     if child in seen:
                         continue
@@ -238,6 +272,7 @@ def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams, work: 
                     keys.append((s, child))
                     left.append(g)
                     right.append(geom[c])
+                    origin.append((common, score, c))
         frontier = {}
         if not keys:
             break
@@ -246,20 +281,23 @@ def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams, work: 
         inter, utm, epsg, area, fits = _evaluate(left, right, side)
         for i in np.flatnonzero(fits):
             s, members = keys[i]
-            frontier.setdefault(s, []).append((members, inter[i], area[i]))
+            frontier.setdefault(s, []).append((members, inter[i], area[i], i))
         for s, level in frontier.items():
             level.sort(key=lambda r: _rank_key(r[2], r[0]))
             del level[params.beam :]
-        index = {k: i for i, k in enumerate(keys)}
-        for s, level in frontier.items():
-            for members, _, _ in level:
-                i = index[(s, members)]
+            for j, (members, g, a, i) in enumerate(level):
                 out.append((members, s, area[i], epsg[i], inter[i], utm[i]))
+                # the child's candidates: its parent's that also overlap the added tile (the same set
+                # whichever parent reached it), and their smallest pair area with its members
+                common, score, c = origin[i]
+                child_common = (common & adj[c]) - {c}
+                child_score = {x: min(score[x], area_of(c, x)) for x in child_common} if bound is not None else None
+                level[j] = (members, g, a, (child_common, child_score))
     return out
 
 
 def _run_task(payload: tuple, params: CombinationParams) -> tuple[pd.DataFrame, dict[int, int]]:
-    seeds, local, wkb, local_edges = payload
+    seeds, local, wkb, local_edges, local_areas = payload
     geoms = shapely.from_wkb(wkb)
     geom = dict(zip(local.tolist(), geoms))
     adj: dict[int, set] = {t: set() for t in local.tolist()}
@@ -267,8 +305,12 @@ def _run_task(payload: tuple, params: CombinationParams) -> tuple[pd.DataFrame, 
         adj[a].add(b)
         adj[b].add(a)
     fadj = {k: frozenset(v) for k, v in adj.items()}
+    pair_area = None
+    if local_areas is not None:
+        lo, hi = np.minimum(local_edges[:, 0], local_edges[:, 1]), np.maximum(local_edges[:, 0], local_edges[:, 1])
+        pair_area = dict(zip(zip(lo.tolist(), hi.tolist()), local_areas.tolist()))
     work: dict[int, int] = {}
-    recs = search_seeds(seeds.tolist(), geom, fadj, params, work)
+    recs = search_seeds(seeds.tolist(), geom, fadj, params, work, pair_area)
     return _records_frame(recs), work
 
 
@@ -332,8 +374,10 @@ def _search_groups(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: Combina
         # test uses a square of 0.85 x the side, as a tuple may be measured in the next UTM
         # zone, whose grid is rotated by a few degrees (a side-s square rotated by θ ≤ 8°
         # contains an axis-aligned square of side s / (cos θ + sin θ) > 0.87 s).
-        fits = _evaluate(geoms_all[np.minimum(a, b)], geoms_all[np.maximum(a, b)], 0.85 * params.side_m)[4]
-        a, b = a[fits], b[fits]
+        _, _, _, pair_area, fits = _evaluate(geoms_all[np.minimum(a, b)], geoms_all[np.maximum(a, b)], 0.85 * params.side_m)
+        a, b, pair_area = a[fits], b[fits], pair_area[fits]
+    else:
+        pair_area = np.zeros(0)
     pair = pd.DataFrame({"a": a, "b": b})
     comp = connected_components(n, pair)
     degree = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
@@ -350,7 +394,8 @@ def _search_groups(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: Combina
     for k, chunk in enumerate(chunks):
         local = np.union1d(chunk, nbrs_of["t"][np.isin(nbrs_of["s"].to_numpy(), chunk)].to_numpy())
         inside = np.isin(a, local) & np.isin(b, local)
-        payload = (chunk, local, shapely.to_wkb(geoms_all[local]), np.column_stack([a[inside], b[inside]]))
+        payload = (chunk, local, shapely.to_wkb(geoms_all[local]), np.column_stack([a[inside], b[inside]]),
+                   pair_area[inside] if params.max_candidates is not None else None)
         # chunks are cut in component order: a component cut across chunks joins them in one group
         if groups and comp[chunk[0]] == comp[chunks[k - 1][-1]]:
             groups[-1].append(payload)
@@ -385,6 +430,7 @@ def combinations(
     patch_px: int = 128,
     pixel_m: float = 30.0,
     max_n: int | None = None,
+    max_candidates: int | None = None,
     client=None,
     n_tasks: int | None = None,
 ) -> gpd.GeoDataFrame:
@@ -400,6 +446,7 @@ def combinations(
         patch_px: patch side in pixels.
         pixel_m: pixel size in metres.
         max_n: largest tuple size (None: no limit).
+        max_candidates: tiles a kept tuple is grown by (None: all, the exact search).
         client: a ``distributed.Client``; None runs the tasks on local threads.
         n_tasks: number of tasks (default: 8 per worker thread).
 
@@ -411,7 +458,7 @@ def combinations(
     """
     import dask
 
-    params = CombinationParams(beam=beam, patch_px=patch_px, pixel_m=pixel_m, max_n=max_n)
+    params = CombinationParams(beam=beam, patch_px=patch_px, pixel_m=pixel_m, max_n=max_n, max_candidates=max_candidates)
     groups, lookups = _search_groups(tiles, edges, params, client=client, n_tasks=n_tasks)
     tasks = []
     for g, (payloads, lookup) in enumerate(zip(groups, lookups)):

@@ -61,7 +61,12 @@ def _holds_patch(utm, side: float) -> bool:
 def naive_combinations(
     tiles: gpd.GeoDataFrame, edges: pd.DataFrame, *, params: CombinationParams = CombinationParams()
 ) -> pd.DataFrame:
-    """Algorithm 1 seed by seed: columns members (tuple), n, area_m2, sorted by (n, members)."""
+    """Algorithm 1 seed by seed: columns members (tuple), n, area_m2, sorted by (n, members).
+
+    With ``params.max_candidates`` a kept tuple is grown by the tiles that overlap all its
+    members and whose pairs with them hold a 0.85 × side patch, the ``K`` with the largest
+    smallest pair area (ties by row).
+    """
     prep = prepare_tiles(tiles).tiles
     geom = dict(zip(prep["tile"], prep.geometry))
     e = edges[~edges["same_datatake"].to_numpy(dtype=bool)]
@@ -82,6 +87,15 @@ def naive_combinations(
             cache[members] = (area, area > side * side and _holds_patch(utm, side))
         return cache[members]
 
+    pair_ok: dict[tuple, bool] = {}
+
+    def pair_fits(a: int, b: int) -> bool:
+        pair = tuple(sorted((a, b)))
+        if pair not in pair_ok:
+            utm = _metric(geom[pair[0]].intersection(geom[pair[1]]))[2]
+            pair_ok[pair] = evaluate(pair)[0] > (0.85 * side) ** 2 and _holds_patch(utm, 0.85 * side)
+        return pair_ok[pair]
+
     found: dict[tuple, float] = {}
     for seed in sorted(adj):
         pairs = [tuple(sorted((seed, t))) for t in adj[seed]]
@@ -94,7 +108,12 @@ def naive_combinations(
             valid.sort(key=lambda r: (-round(r[0]), r[1]))
             grown = set()
             for _, members in valid[: params.beam]:
-                for c in set.intersection(*(adj[m] for m in members)) - set(members):
+                cands = sorted(set.intersection(*(adj[m] for m in members)) - set(members))
+                if params.max_candidates is not None:
+                    cands = [c for c in cands if all(pair_fits(m, c) for m in members)]
+                    score = {c: min(evaluate(tuple(sorted((m, c))))[0] for m in members) for c in cands}
+                    cands = sorted(cands, key=lambda c: (-round(score[c]), c))[: params.max_candidates]
+                for c in cands:
                     grown.add(tuple(sorted((*members, c))))
             valid = [(evaluate(t)[0], t) for t in grown if evaluate(t)[1]]
             valid.sort(key=lambda r: (-round(r[0]), r[1]))

@@ -177,6 +177,13 @@ def test_cli_overlaps_then_combinations(tmp_path, capsys):
     assert sorted((len(m), tuple(m)) for m in got["members"]) == [(len(m), m) for m in expected["members"]]
     assert len(got) > 0 and got.crs.to_epsg() == 4326
     assert open(png, "rb").read(4) == b"\x89PNG"
+    assert main(["combinations", "--catalog", catalog, "--cluster", "sync", "--beam", "4", "--max-candidates", "1"]) == 0
+    capsys.readouterr()
+    bounded = tables.read_table(str(tmp_path / "catalog" / "combinations.parquet"))
+    ref = naive_combinations(tiles, naive_edges(tiles), params=CombinationParams(beam=4, max_candidates=1))
+    assert sorted((len(m), tuple(m)) for m in bounded["members"]) == [(len(m), m) for m in ref["members"]]
+    assert main(["combinations", "--catalog", catalog, "--cluster", "sync", "--max-candidates", "0"]) == 1
+    assert "max_candidates must be at least 1" in capsys.readouterr().err
     empty = str(tmp_path / "empty")
     _write_catalog(empty, tiles.iloc[:0])
     assert main(["overlaps", "--catalog", empty, "--cluster", "sync"]) == 1
@@ -199,3 +206,45 @@ def test_combinations_read_from_a_written_graph_are_the_same(tmp_path):
     buf = io.BytesIO()
     a.to_parquet(buf)
     assert gpd.read_parquet(io.BytesIO(buf.getvalue()))["members"].map(list).tolist() == a["members"].tolist()
+
+
+def _revisited_stack(copies: int, seed: int) -> gpd.GeoDataFrame:
+    """One 25 km × 20 km scene and a neighbour, each acquired ``copies`` times, moved by up to 1.2 km."""
+    rng = np.random.default_rng(seed)
+    specs = []
+    for k in range(copies):
+        for lon in (12.0, 12.22):
+            dx, dy = rng.integers(-40, 41, size=2) * 30.0
+            specs.append((lon + dx / 76_000.0, 47.0 + dy / 110_574.0, 25_000.0, 20_000.0, 12.0, 100 + 2 * k + (lon > 12.1)))
+    return rectangles_frame(specs)
+
+
+def test_candidate_bound_matches_naive_and_bounds_the_work(tmp_path):
+    from spectralearth.pipelines.combinations import write_combinations
+
+    tiles = _revisited_stack(7, seed=3)
+    edges = overlap_edges(tiles)
+    beam, k = 3, 2
+    bounded = combinations(tiles, edges, beam=beam, max_candidates=k, n_tasks=3)
+    ref = naive_combinations(tiles, edges, params=CombinationParams(beam=beam, max_candidates=k))
+    assert [tuple(m) for m in bounded["members"]] == list(ref["members"])
+    np.testing.assert_allclose(bounded["area_m2"], ref["area_m2"], rtol=1e-6)
+    _check_invariants(bounded, tiles, edges)
+    exact = write_combinations(tiles, edges, str(tmp_path / "exact"), params=CombinationParams(beam=beam), n_tasks=1)
+    rep = write_combinations(tiles, edges, str(tmp_path / "bounded"), params=CombinationParams(beam=beam, max_candidates=k),
+                             n_tasks=1)
+    seeds = len(set(edges["a"]) | set(edges["b"]))
+    assert all(v <= seeds * beam * k for n, v in rep.evaluated.items() if n >= 3)
+    assert sum(rep.evaluated.values()) < sum(exact.evaluated.values()) / 2  # the bound binds on a revisited stack
+    assert rep.max_n >= 4 and rep.n_combinations == len(bounded)
+    # a bound no tuple reaches is the exact search
+    wide = combinations(tiles, edges, beam=beam, max_candidates=len(tiles), n_tasks=2)
+    plain = combinations(tiles, edges, beam=beam, n_tasks=2)
+    assert [tuple(m) for m in wide["members"]] == [tuple(m) for m in plain["members"]]
+    assert wide["geometry_utm"].tolist() == plain["geometry_utm"].tolist()
+    assert len(plain) > len(bounded)
+
+
+def test_candidate_bound_is_checked():
+    with pytest.raises(ValueError, match="max_candidates"):
+        CombinationParams(max_candidates=0)

@@ -18,6 +18,12 @@ intersection area, and stop at the first n where no intersection can hold one
 intersection, in its UTM zone, must contain an axis-aligned square of that
 side). Two tiles of one datatake never form a tuple.
 
+On densely revisited archives the exact search grows every kept tuple by every
+tile that overlaps all its members (~k^3 work for k revisits of a place):
+--max-candidates K grows it only by the K tiles with the largest smallest pair
+overlap with its members. That changes the output; docs/scale.md measures what
+it costs the patch plan.
+
 Needs the overlap graph: run `spectralearth overlaps --catalog ...` first.
 
 Writes the combinations.parquet table beside the catalog (GeoParquet parts, one
@@ -30,6 +36,7 @@ the same combinations whatever the cluster.
 Examples:
   spectralearth combinations --catalog demo-out/catalog
   spectralearth combinations --catalog s3://bucket/catalog --beam 32 --scheduler tcp://10.0.0.5:8786
+  spectralearth combinations --catalog dense/catalog --beam 4 --max-candidates 2
 
 Exit codes: 0 done, 1 the job failed (e.g. no overlap graph), 2 bad usage.
 """
@@ -47,6 +54,8 @@ def register(sub) -> None:
     p.add_argument("--patch-px", type=int, default=128, metavar="PX", help="patch side in pixels")
     p.add_argument("--pixel-m", type=float, default=30.0, metavar="M", help="pixel size in metres")
     p.add_argument("--max-n", type=int, default=None, metavar="N", help="largest tuple size (None: no limit)")
+    p.add_argument("--max-candidates", type=int, default=None, metavar="K",
+                   help="tiles a kept tuple is grown by, the K with the largest pair overlaps (None: all, the exact search)")
     _common.add_cluster_args(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _common.add_storage_args(p)
@@ -57,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from spectralearth.pipelines.combinations import CombinationParams, combinations_job
 
     try:
-        params = CombinationParams(beam=args.beam, patch_px=args.patch_px, pixel_m=args.pixel_m, max_n=args.max_n)
+        params = CombinationParams(beam=args.beam, patch_px=args.patch_px, pixel_m=args.pixel_m, max_n=args.max_n,
+                                   max_candidates=args.max_candidates)
         report = combinations_job(
             args.catalog,
             storage_options=_common.storage_options_from_args(args),

@@ -54,6 +54,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +212,7 @@ def plan_real_path(catalog: str, out: dict, workers: int, params=None) -> None:
 
     cluster = ClusterSpec(kind="local", n_workers=workers)
     params = params or CombinationParams()
-    out["combination_params"] = {k: v for k, v in vars(params).items()}
+    out["combination_params"] = asdict(params)
     c0, t0 = tree_cpu_s(), time.perf_counter()
     with PeakRSS() as rss:
         ov = measure("overlaps", lambda: overlaps_job(catalog, cluster=cluster), out)
@@ -229,6 +230,20 @@ def plan_real_path(catalog: str, out: dict, workers: int, params=None) -> None:
     print(f"  planning: {out['planning']}", flush=True)
 
 
+def small_catalog(home: Path, tiles: int, seed: int) -> Path:
+    """The indexed catalog of a footprint-only archive of ``tiles`` tiles under ``home`` (made once)."""
+    from spectralearth.catalog import index_archive
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.platform.cluster import ClusterSpec
+
+    arch, cat = home / "archive", home / "catalog"
+    if not (home / "index.done").exists():
+        synthesize_archive(str(arch), SynthConfig(tiles=tiles, footprints_only=True, seed=seed, compact_xml=True))
+        index_archive(str(arch), catalog_url=str(cat), cluster=ClusterSpec(kind="sync"))
+        (home / "index.done").write_text("ok")
+    return cat
+
+
 def revisit_curve(work: Path, tiles: int, factors: list[int], seed: int, out: dict, max_n: int | None = None,
                   name: str = "revisit_curve") -> None:
     """The combination search on one small archive revisited k times (k in ``factors``), in one process.
@@ -236,19 +251,14 @@ def revisit_curve(work: Path, tiles: int, factors: list[int], seed: int, out: di
     Explains the revisit rows: how the intersections the search computes, the combinations
     it finds and its time grow with the number of acquisitions of the same place.
     """
-    from spectralearth.catalog import index_archive, read_tiles
-    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.catalog import read_tiles
     from spectralearth.pipelines.combinations import CombinationParams, read_edges, write_combinations
     from spectralearth.pipelines.overlaps import overlaps_job
     from spectralearth.platform.cluster import ClusterSpec
 
     sync = ClusterSpec(kind="sync")
     home = work / ("curve" if name == "revisit_curve" else name)
-    arch, cat = home / "archive", home / "catalog"
-    if not (home / "index.done").exists():
-        synthesize_archive(str(arch), SynthConfig(tiles=tiles, footprints_only=True, seed=seed, compact_xml=True))
-        index_archive(str(arch), catalog_url=str(cat), cluster=sync)
-        (home / "index.done").write_text("ok")
+    cat = small_catalog(home, tiles, seed)
     rows = out.setdefault("rows", [])
     rows.clear()
     runs = [(k, None) for k in factors] + ([(factors[-1], max_n)] if max_n else [])
@@ -279,38 +289,38 @@ def revisit_bound(work: Path, seed: int, beam: int, candidates: int, out: dict) 
     """
     import shutil
 
-    from spectralearth.catalog import index_archive, read_tiles
-    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.catalog import read_tiles
     from spectralearth.pipelines.combinations import CombinationParams, read_edges, write_combinations
     from spectralearth.pipelines.overlaps import PLANNING_SIMPLIFY_DEG, overlaps_job
     from spectralearth.pipelines.plan import PlanParams, plan_job
     from spectralearth.platform.cluster import ClusterSpec
 
     sync = ClusterSpec(kind="sync")
-    home = work / "revisit_curve_deep"
-    arch, cat = home / "archive", home / "catalog"
-    if not (home / "index.done").exists():
-        synthesize_archive(str(arch), SynthConfig(tiles=DEEP_CURVE["tiles"], footprints_only=True, seed=seed, compact_xml=True))
-        index_archive(str(arch), catalog_url=str(cat), cluster=sync)
-        (home / "index.done").write_text("ok")
+    cat = small_catalog(work / "revisit_curve_deep", DEEP_CURVE["tiles"], seed)
     bounded = CombinationParams(beam=beam, max_candidates=candidates)
-    out["bounded_params"] = {k: v for k, v in vars(bounded).items()}
+    out["bounded_params"] = asdict(bounded)
     rows = out.setdefault("rows", [])
     rows.clear()
     runs = [(k, p) for k in BOUND_FACTORS["exact_and_bounded"] for p in (CombinationParams(), bounded)]
     runs += [(k, bounded) for k in BOUND_FACTORS["bounded_only"]]
+    sizes = {}
+    for k in sorted({k for k, _ in runs}):  # each grown catalog and its graph once, then a copy per search
+        graph = work / "revisit_bound" / f"revisits{k}"
+        shutil.rmtree(graph, ignore_errors=True)
+        sizes[k] = grown_catalog(str(cat), str(graph), k, "revisits")
+        overlaps_job(str(graph), cluster=sync)
     for k, params in runs:
-        grown = work / "revisit_bound" / f"revisits{k}-{'exact' if params.max_candidates is None else 'bounded'}"
+        graph = work / "revisit_bound" / f"revisits{k}"
+        grown = graph.with_name(f"{graph.name}-{'exact' if params.max_candidates is None else 'bounded'}")
         shutil.rmtree(grown, ignore_errors=True)
-        n = grown_catalog(str(cat), str(grown), k, "revisits")
-        overlaps_job(str(grown), cluster=sync)
+        shutil.copytree(graph, grown)
         t_tiles = read_tiles(str(grown), simplify_deg=PLANNING_SIMPLIFY_DEG)
         edges = read_edges(str(grown / "overlap_edges.parquet"))
         c0 = tree_cpu_s()
         rep = write_combinations(t_tiles, edges, str(grown), n_tasks=1, params=params)
         c1 = tree_cpu_s()
         pl = plan_job(str(grown), params=PlanParams(), cluster=sync)
-        row = {"factor": k, "tiles": n, "bounded": params.max_candidates is not None,
+        row = {"factor": k, "tiles": sizes[k], "bounded": params.max_candidates is not None,
                "intersections": int(sum(rep.evaluated.values())), "combinations": rep.n_combinations,
                "pairs": int(rep.by_size.get(2, 0)), "max_n": rep.max_n, "combinations_cpu_s": round(c1 - c0, 2), "plan_cpu_s": round(tree_cpu_s() - c1, 2),
                "patches": pl.patches, "views": pl.views, "multi_date_patches": pl.multi_date_patches}

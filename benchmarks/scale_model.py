@@ -160,7 +160,7 @@ def _bound_figures(bd: dict, sc: dict) -> dict | None:
     k20 = rows.get((20, True))
     us = r4["combinations"]["cpu_s"] / max(1, r4["counts"]["intersections_evaluated"]) * 1e6
     plan_ms = r4["plan"]["cpu_s"] / max(1, r4["counts"]["combinations"]) * 1e3
-    out = {"rows": rows, "params": curve.get("bounded_params", {}), "r4": r4, "base": b, "us": us, "plan_ms": plan_ms,
+    out = {"rows": rows, "params": curve.get("bounded_params", {}), "archive_tiles": curve.get("archive_tiles"), "r4": r4, "base": b, "us": us, "plan_ms": plan_ms,
            "slower": b["planning"]["cpu_s"] / max(1e-9, sc.get("base", {}).get("planning", {}).get("cpu_s", 1e9))}
     tiles20 = sc.get("area20", {}).get("work", {}).get("tiles") or 20 * sc.get("base", {}).get("work", {}).get("tiles", 11_636)
     if k20:
@@ -186,9 +186,10 @@ def _bound_sentence(f: dict | None, sc: dict, fit: dict | None = None) -> str:
                          f"({_pct(x['views'], e['views'])}), {x['multi_date_patches']:,} multi-date patches "
                          f"({_pct(x['multi_date_patches'], e['multi_date_patches'])})")
         elif x:
-            parts.append(f"×{k} (bounded only): {x['intersections']:,} intersections (the exact search computed "
-                         f"{sc.get('revisit_curve_deep', {}) and next((r['intersections'] for r in sc['revisit_curve_deep'].get('rows', []) if r['factor'] == k), 0):,} "
-                         f"in `revisit_curve_deep`), {x['combinations_cpu_s']} CPU-s, {x['combinations']:,} combinations up to "
+            exact = (fit or {}).get("deep", {}).get(k, {}).get("intersections")
+            parts.append(f"×{k} (bounded only): {x['intersections']:,} intersections"
+                         + (f" (the exact search computed {exact:,} in `revisit_curve_deep`)" if exact else "")
+                         + f", {x['combinations_cpu_s']} CPU-s, {x['combinations']:,} combinations up to "
                          f"n = {x['max_n']}, {x['patches']:,} patches, {x['views']:,} views; the plan took {x['plan_cpu_s']} CPU-s")
     ex = sc.get("revisits4", {})
     full = ""
@@ -221,7 +222,7 @@ def _bound_sentence(f: dict | None, sc: dict, fit: dict | None = None) -> str:
     return (f"**The candidate bound** (`max_candidates`, `beam` {p.get('beam')} and K = {p.get('max_candidates')}: a kept tuple "
             "grows only by the K tiles with the largest smallest pair overlap with its members) against the exact search "
             f"(beam 16), both followed by the patch plan (`bench_scale.py --results scale_bound`). On the "
-            f"{f['rows'][min(f['rows'])]['tiles'] // min(f['rows'])[0]}-tile archive revisited k times (`revisit_bound`, one "
+            f"{f['archive_tiles']}-tile archive revisited k times (`revisit_bound`, one "
             "process): " + "; ".join(parts) + "." + full + proj)
 
 
@@ -350,7 +351,7 @@ def main() -> None:
         bcases = bound.get("cases", {})
         later = {f"{c} (later run)" if c == "base" else c: r for c, r in bcases.items() if r.get("planning")}
         for case, r in {**sc, "revisits20": sc.get("revisits20", {}), **later}.items():
-            if case in ("pixels", "revisit_curve", "revisit_curve_deep", "revisit_bound"):
+            if case in ("pixels", "revisit_curve", "revisit_curve_deep"):
                 continue
             p, w = r.get("planning"), r.get("work", {})
             if case == "revisits20" and not p:

@@ -92,8 +92,7 @@ def naive_combinations(
     def pair_fits(a: int, b: int) -> bool:
         pair = tuple(sorted((a, b)))
         if pair not in pair_ok:
-            utm = _metric(geom[pair[0]].intersection(geom[pair[1]]))[2]
-            pair_ok[pair] = evaluate(pair)[0] > (0.85 * side) ** 2 and _holds_patch(utm, 0.85 * side)
+            pair_ok[pair] = _holds_patch(_metric(geom[pair[0]].intersection(geom[pair[1]]))[2], 0.85 * side)
         return pair_ok[pair]
 
     found: dict[tuple, float] = {}

@@ -34,6 +34,12 @@ ABOUT = {
         "search bounded (beam 4, 2 candidates per tuple), and that bound against the exact search on a 60-tile archive "
         "revisited 4–20 times, each followed by the patch plan (see docs/scale.md).",
     ),
+    "scale_client": (
+        "Planning with its client in a fresh process",
+        "python benchmarks/bench_scale.py --only base,area4,area20 --results scale_client",
+        "The real planning path of the base, area4 and area20 archives, the three jobs run in a new process each time, "
+        "so the client's peak RSS is the jobs' own (see docs/scale.md).",
+    ),
     "plan": ("Patch plan at full scale", "python benchmarks/bench_plan.py", "Patch/view counts of the plan next to SpectralEarth's."),
     "extract": (
         "Extraction throughput",

@@ -240,6 +240,26 @@ def _deep_sentence(f: dict) -> str:
             "intersections of k = 4.")
 
 
+def _fresh_client_sentence(cl: dict) -> str:
+    """Client peaks measured with the planning jobs in a process of their own (``scale_client.json``)."""
+    sc = cl.get("cases", {})
+    rows = [(c, sc[c]) for c in ("base", "area4", "area20") if sc.get(c, {}).get("planning", {}).get("peak_rss_client_gb")]
+    if not rows:
+        return ""
+    parts = [f"{c} ({r.get('work', {}).get('tiles', 0):,} tiles) {r['planning']['peak_rss_client_gb']} GB client, "
+             f"{r['planning']['peak_rss_gb']} GB process tree, {r['planning']['wall_s']:.0f} s wall" for c, r in rows]
+    slope = ""
+    if len(rows) >= 2:
+        (c0, r0), (c1, r1) = rows[0], rows[-1]
+        kb = ((r1["planning"]["peak_rss_client_gb"] - r0["planning"]["peak_rss_client_gb"]) * 1e6
+              / max(1, r1["work"]["tiles"] - r0["work"]["tiles"]))
+        slope = f" The client still grows, by ~{kb:.1f} KB a tile between {c0} and {c1}."
+    return (f" Measured again with the three planning jobs in a fresh process of their own (`bench_scale.py --results "
+            f"scale_client`, {cl.get('when', '?')}, a slower machine: compare its rows with each other, not with the "
+            f"table above), so the client's peak is the jobs' alone and not what growing the catalog left allocated: "
+            + "; ".join(parts) + "." + slope)
+
+
 def main() -> None:
     ext, idx, plan, scale = load("extract"), load("index"), load("plan"), load("scale")
     bound = load("scale_bound")
@@ -339,7 +359,7 @@ def main() -> None:
         "  the dask tasks that compute them (`platform/tables.py`), committed by one manifest write; the",
         "  combination search and the placement run per group of whole connected components. The",
         "  client holds the tile table, the edge list (tile rows only) and the tasks' counts. "
-        + _client_memory_sentence(sc, scale.get("peers", {})),
+        + _client_memory_sentence(sc, scale.get("peers", {})) + _fresh_client_sentence(load("scale_client")),
         "* **Revisits**: " + _revisit_sentence(sc, fit),
         "* " + _bound_sentence(bfig, sc, fit),
         "",

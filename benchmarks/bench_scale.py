@@ -250,18 +250,17 @@ def planning_in_fresh_process(catalog: str, out: dict, workers: int, params=None
     client's.
     """
     import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_planning_child, args=(catalog, workers, params, queue))
-    proc.start()
     import queue as queues
 
+    ctx = mp.get_context("spawn")
+    answer = ctx.Queue()
+    proc = ctx.Process(target=_planning_child, args=(catalog, workers, params, answer))
+    proc.start()
     rec, err = {}, None
     try:
         while True:
             try:
-                rec, err = queue.get(timeout=5)
+                rec, err = answer.get(timeout=5)
                 break
             except queues.Empty:
                 if not proc.is_alive():  # killed (e.g. out of memory) before it could answer

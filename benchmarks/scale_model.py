@@ -34,6 +34,12 @@ def fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def _client_kb_per_tile(a: dict, b: dict) -> float:
+    """Growth of the planning client's peak from case ``a`` to case ``b``, in KB per added tile."""
+    return ((b["planning"]["peak_rss_client_gb"] - a["planning"]["peak_rss_client_gb"]) * 1e6
+            / max(1, b["work"]["tiles"] - a["work"]["tiles"]))
+
+
 def _client_memory_sentence(sc: dict, peers: dict) -> str:
     before = peers.get("before_lean_read", {}).get("cases", {})
     parts = []
@@ -49,9 +55,7 @@ def _client_memory_sentence(sc: dict, peers: dict) -> str:
     slope = ""
     a, b = sc.get("area4", {}), sc.get("area20", {})
     if a.get("planning") and b.get("planning"):
-        kb = ((b["planning"]["peak_rss_client_gb"] - a["planning"]["peak_rss_client_gb"]) * 1e6
-              / max(1, b["work"]["tiles"] - a["work"]["tiles"]))
-        slope = f" (~{kb:.0f} KB a tile between area4 and area20)"
+        slope = f" (~{_client_kb_per_tile(a, b):.0f} KB a tile between area4 and area20)"
     return ("The jobs read the tile table with its footprints simplified while they are decoded (a batch of "
             "rows at a time, `read_tiles(simplify_deg=...)`), so the ~130-vertex outlines of the archive are never "
             "in memory together. Measured peaks (`bench_scale.py`, the three stages in one process, so a stage's "
@@ -240,8 +244,9 @@ def _deep_sentence(f: dict) -> str:
             "intersections of k = 4.")
 
 
-def _fresh_client_sentence(cl: dict) -> str:
-    """Client peaks measured with the planning jobs in a process of their own (``scale_client.json``)."""
+def _fresh_client_sentence(cl: dict, table: dict) -> str:
+    """Client peaks measured with the planning jobs in a process of their own (``scale_client.json``),
+    beside the cases of ``table`` (``scale.json``) whose base it names the speed against."""
     sc = cl.get("cases", {})
     rows = [(c, sc[c]) for c in ("base", "area4", "area20") if sc.get(c, {}).get("planning", {}).get("peak_rss_client_gb")]
     if not rows:
@@ -251,13 +256,15 @@ def _fresh_client_sentence(cl: dict) -> str:
     slope = ""
     if len(rows) >= 2:
         (c0, r0), (c1, r1) = rows[0], rows[-1]
-        kb = ((r1["planning"]["peak_rss_client_gb"] - r0["planning"]["peak_rss_client_gb"]) * 1e6
-              / max(1, r1["work"]["tiles"] - r0["work"]["tiles"]))
-        slope = f" The client still grows, by ~{kb:.1f} KB a tile between {c0} and {c1}."
+        slope = f" The client still grows, by ~{_client_kb_per_tile(r0, r1):.1f} KB a tile between {c0} and {c1}."
+    speed = ""
+    mine, theirs = sc.get("base", {}).get("planning", {}), table.get("base", {}).get("planning", {})
+    if mine.get("cpu_s") and theirs.get("cpu_s"):
+        speed = (f"; its base planning took {mine['cpu_s'] / theirs['cpu_s']:.2f}× the CPU of the base in the table "
+                 "below, so compare its rows with each other")
     return (f" Measured again with the three planning jobs in a fresh process of their own (`bench_scale.py --results "
-            f"scale_client`, {cl.get('when', '?')}, a slower machine: compare its rows with each other, not with the "
-            f"table above), so the client's peak is the jobs' alone and not what growing the catalog left allocated: "
-            + "; ".join(parts) + "." + slope)
+            f"scale_client`, {cl.get('when', '?')}{speed}), so the client's peak is the jobs' alone and not what "
+            f"growing the catalog left allocated: " + "; ".join(parts) + "." + slope)
 
 
 def main() -> None:
@@ -359,7 +366,7 @@ def main() -> None:
         "  the dask tasks that compute them (`platform/tables.py`), committed by one manifest write; the",
         "  combination search and the placement run per group of whole connected components. The",
         "  client holds the tile table, the edge list (tile rows only) and the tasks' counts. "
-        + _client_memory_sentence(sc, scale.get("peers", {})) + _fresh_client_sentence(load("scale_client")),
+        + _client_memory_sentence(sc, scale.get("peers", {})) + _fresh_client_sentence(load("scale_client"), sc),
         "* **Revisits**: " + _revisit_sentence(sc, fit),
         "* " + _bound_sentence(bfig, sc, fit),
         "",

@@ -44,6 +44,7 @@ small ones are bundled; every seed's search is independent of the others.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -54,7 +55,6 @@ import pandas as pd
 import shapely
 
 from spectralearth.pipelines.overlaps import (
-    PLANNING_SIMPLIFY_DEG,
     connected_components,
     metric_geometry,
     output_base,
@@ -189,15 +189,20 @@ def _rank_key(area: float, members: tuple) -> tuple:
     return (-round(area), members)
 
 
-def _evaluate(left, right, side_m: float):
-    """Intersections of geometry pairs, their metric form, area and patch test."""
-    inter = shapely.intersection(np.asarray(left, dtype=object), np.asarray(right, dtype=object))
+def _measure(inter: np.ndarray, side_m: float):
+    """Metric form, zone, area and patch test of WGS84 intersections."""
     utm, epsg, area = metric_geometry(inter)
     fits = np.zeros(len(inter), dtype=bool)
     cand = area > side_m**2
     if cand.any():
         fits[cand] = fits_square(utm[cand], side_m)
-    return inter, utm, epsg, area, fits
+    return utm, epsg, area, fits
+
+
+def _evaluate(left, right, side_m: float):
+    """Intersections of geometry pairs, their metric form, area and patch test."""
+    inter = shapely.intersection(np.asarray(left, dtype=object), np.asarray(right, dtype=object))
+    return (inter, *_measure(inter, side_m))
 
 
 def _bounded(common, score: dict, k: int) -> list:
@@ -296,9 +301,22 @@ def search_seeds(seeds, geom: dict, adj: dict, params: CombinationParams, work: 
     return out
 
 
-def _run_task(payload: tuple, params: CombinationParams) -> tuple[pd.DataFrame, dict[int, int]]:
-    seeds, local, wkb, local_edges, local_areas = payload
-    geoms = shapely.from_wkb(wkb)
+def _task_tiles(geo: tuple, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Footprints and ids of a task's tiles (``local``, sorted): shipped as WKB, or read from the planning copy."""
+    if geo[0] == "wkb":
+        _, wkb, ids = geo
+        return shapely.from_wkb(wkb), np.asarray(ids, dtype=object)
+    from spectralearth.pipelines.overlaps import read_planning_tiles
+
+    _, urls, storage_options = geo
+    frame = read_planning_tiles(urls, local, storage_options=storage_options)
+    return np.asarray(frame.geometry.values, dtype=object), frame["id"].astype(str).to_numpy(dtype=object)
+
+
+def _run_task(payload: tuple, params: CombinationParams) -> tuple[pd.DataFrame, dict[int, int], pd.Series]:
+    """One task: the search of its seeds; returns the records, the work per size and the ids of its tiles."""
+    seeds, local, geo, local_edges, local_areas = payload
+    geoms, ids = _task_tiles(geo, local)
     geom = dict(zip(local.tolist(), geoms))
     adj: dict[int, set] = {t: set() for t in local.tolist()}
     for a, b in local_edges.tolist():
@@ -311,7 +329,7 @@ def _run_task(payload: tuple, params: CombinationParams) -> tuple[pd.DataFrame, 
         pair_area = dict(zip(zip(lo.tolist(), hi.tolist()), local_areas.tolist()))
     work: dict[int, int] = {}
     recs = search_seeds(seeds.tolist(), geom, fadj, params, work, pair_area)
-    return _records_frame(recs), work
+    return _records_frame(recs), work, pd.Series(ids, index=local)
 
 
 def _records_frame(recs: list[tuple]) -> pd.DataFrame:
@@ -344,14 +362,20 @@ def plan_tasks(seeds: np.ndarray, comp: np.ndarray, degree: np.ndarray, *, beam:
     return [seeds[cut == k] for k in np.unique(cut)]
 
 
-def _search_groups(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: CombinationParams, *, client=None,
-                   n_tasks: int | None = None) -> tuple[list[list[tuple]], list[tuple[pd.Series, pd.Series]]]:
-    """The search as groups of task payloads: a group holds whole components (its tasks' results
-    are de-duplicated together), groups are in component order.
+PAIR_SIDE = 0.85
+"""A pair is kept for the search if its intersection holds a square of this × the patch side.
+
+A tuple holds a patch only if each of its pairs does, and a tuple may be measured in the
+next UTM zone, whose grid is rotated by a few degrees (a side-s square rotated by θ ≤ 8°
+contains an axis-aligned square of side s / (cos θ + sin θ) > 0.87 s)."""
+
+
+def _pairs_from_tiles(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: CombinationParams):
+    """The pair test in this process, from a tile table and its edges.
 
     Returns:
-        ``(groups, lookups)``: per group its task payloads, and (tile id, component)
-        by tile row for the tiles its tasks touch.
+        ``(n, a, b, pair_area, geometry_of)``: rows in the table, the pairs that hold a
+        0.85-side patch and their areas, and a function giving a task's tile payload.
     """
     prepared = prepare_tiles(tiles)
     n = prepared.n_tiles
@@ -370,14 +394,109 @@ def _search_groups(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: Combina
     geoms_all = np.empty(n, dtype=object)
     geoms_all[prepared.tiles["tile"].to_numpy()] = np.asarray(prepared.tiles.geometry.values, dtype=object)
     if len(a):
-        # A tuple holds a patch only if each of its pairs does: keep only those edges. The
-        # test uses a square of 0.85 x the side, as a tuple may be measured in the next UTM
-        # zone, whose grid is rotated by a few degrees (a side-s square rotated by θ ≤ 8°
-        # contains an axis-aligned square of side s / (cos θ + sin θ) > 0.87 s).
-        _, _, _, pair_area, fits = _evaluate(geoms_all[np.minimum(a, b)], geoms_all[np.maximum(a, b)], 0.85 * params.side_m)
+        _, _, _, pair_area, fits = _evaluate(geoms_all[np.minimum(a, b)], geoms_all[np.maximum(a, b)], PAIR_SIDE * params.side_m)
         a, b, pair_area = a[fits], b[fits], pair_area[fits]
     else:
         pair_area = np.zeros(0)
+    ids = tiles["id"].astype(str).to_numpy()
+    return n, a, b, pair_area, lambda local: ("wkb", shapely.to_wkb(geoms_all[local]), ids[local])
+
+
+def _pair_test_part(url: str, side_m: float, storage_options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One task: the edges of one part of the graph (distinct datatakes) whose intersection holds a square of ``side_m``.
+
+    The intersection is the one the overlaps job stored (the same simplified footprints,
+    intersected in the same order), so the test equals :func:`_pairs_from_tiles`'.
+    """
+    from spectralearth.platform import tables
+
+    part = tables.read_part(url, columns=["a", "b", "same_datatake", "geometry"], storage_options=storage_options, geo=False)
+    part = part[~part["same_datatake"].to_numpy(dtype=bool)]
+    a, b = part["a"].to_numpy(dtype=np.int64), part["b"].to_numpy(dtype=np.int64)
+    if not len(a):
+        return a, b, np.zeros(0)
+    _, _, area, fits = _measure(shapely.from_wkb(part["geometry"].to_numpy()), side_m)
+    keep = fits & (a != b)
+    return a[keep], b[keep], area[keep]
+
+
+def _pairs_from_graph(base: str, params: CombinationParams, storage_options, client):
+    """The pair test as tasks over the graph's parts; tiles come from the overlaps job's planning copy.
+
+    This process reads the per-tile components file (integers) and receives the pairs that
+    pass; it never reads a footprint.
+
+    Returns:
+        As :func:`_pairs_from_tiles`; a task's payload names the planning parts holding its tiles.
+
+    Raises:
+        FileNotFoundError: the graph, its components or its planning copy is missing.
+    """
+    import dask
+    from pyarrow import ArrowInvalid
+
+    from spectralearth.pipelines.overlaps import COMPONENTS_NAME, EDGES_NAME, PLANNING_TILES_NAME
+    from spectralearth.platform import storage, tables
+
+    edges_url = storage.join(base, EDGES_NAME)
+    planning_url = storage.join(base, PLANNING_TILES_NAME)
+    comps_url = storage.join(base, COMPONENTS_NAME)
+    for what, url in (("overlap graph", edges_url), ("planning copy of the tiles", planning_url)):
+        if not tables.exists(url, storage_options):
+            raise FileNotFoundError(f"no {what} at {storage.redact(url)}: run `spectralearth overlaps` first")
+    try:
+        comps = pd.read_parquet(io.BytesIO(storage.read_bytes(comps_url, storage_options)), columns=["usable", "planning_part"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no overlap components at {storage.redact(comps_url)}: run `spectralearth overlaps` first") from None
+    except (KeyError, ValueError, ArrowInvalid):  # written before the planning copy existed
+        raise ValueError(f"{storage.redact(comps_url)} has no planning_part column (an older overlaps job wrote it): "
+                         "run `spectralearth overlaps` again") from None
+    n = len(comps)
+    usable = comps["usable"].to_numpy(dtype=bool)
+    part_of = comps["planning_part"].to_numpy(dtype=np.int64)
+    planning_parts = tables.part_urls(planning_url, storage_options)
+    opts = dict(storage_options or {})
+    side = PAIR_SIDE * params.side_m
+    urls = tables.part_urls(edges_url, storage_options)
+    tasks = [dask.delayed(_pair_test_part, pure=False)(u, side, opts, dask_key_name=f"combinations-pairs-{k}-{tables.new_run()}")
+             for k, u in enumerate(urls)]
+    if client is not None:
+        found = client.gather(client.compute(tasks))
+    else:
+        found = list(dask.compute(*tasks, scheduler="threads" if len(tasks) > 1 else "sync"))
+    a = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.int64)
+    b = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int64)
+    pair_area = np.concatenate([f[2] for f in found]) if found else np.zeros(0)
+    if len(a) and (max(a.max(), b.max()) >= n or min(a.min(), b.min()) < 0):
+        raise ValueError(f"edges refer to tile rows outside the components of {n} tiles: run `spectralearth overlaps` again")
+    keep = usable[a] & usable[b]
+    a, b, pair_area = a[keep], b[keep], pair_area[keep]
+    order = np.lexsort((b, a))  # as the in-process test sees them (edges sorted by (a, b))
+
+    def geometry_of(local: np.ndarray) -> tuple:
+        held = np.unique(part_of[local])
+        if (held < 0).any():
+            raise ValueError(f"tile rows {local[part_of[local] < 0][:5].tolist()} are not usable but have edges: "
+                             "run `spectralearth overlaps` again")
+        return ("parts", [planning_parts[k] for k in held.tolist()], opts)
+
+    return n, a[order], b[order], pair_area[order], geometry_of
+
+
+def _search_groups(n: int, a: np.ndarray, b: np.ndarray, pair_area: np.ndarray, geometry_of, params: CombinationParams, *,
+                   client=None, n_tasks: int | None = None) -> tuple[list[list[tuple]], list[pd.Series]]:
+    """The search as groups of task payloads: a group holds whole components (its tasks' results
+    are de-duplicated together), groups are in component order.
+
+    Args:
+        n: rows of the tile table.
+        a, b, pair_area: the pairs that hold a 0.85-side patch (distinct datatakes), and their areas.
+        geometry_of: a task's tile rows -> the tile part of its payload (see :func:`_task_tiles`).
+
+    Returns:
+        ``(groups, lookups)``: per group its task payloads, and the component of the tiles
+        its tasks touch, by tile row.
+    """
     pair = pd.DataFrame({"a": a, "b": b})
     comp = connected_components(n, pair)
     degree = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
@@ -387,14 +506,12 @@ def _search_groups(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: Combina
         threads = sum(client.nthreads().values()) if client is not None else (os.cpu_count() or 1)
         n_tasks = 8 * max(1, threads)
     chunks = plan_tasks(seeds, comp, degree, beam=params.beam, n_tasks=n_tasks)
-    ids = tiles["id"].astype(str).to_numpy()
     groups: list[list[tuple]] = []
-    lookups: list[tuple[pd.Series, pd.Series]] = []
     touched: list[np.ndarray] = []
     for k, chunk in enumerate(chunks):
         local = np.union1d(chunk, nbrs_of["t"][np.isin(nbrs_of["s"].to_numpy(), chunk)].to_numpy())
         inside = np.isin(a, local) & np.isin(b, local)
-        payload = (chunk, local, shapely.to_wkb(geoms_all[local]), np.column_stack([a[inside], b[inside]]),
+        payload = (chunk, local, geometry_of(local), np.column_stack([a[inside], b[inside]]),
                    pair_area[inside] if params.max_candidates is not None else None)
         # chunks are cut in component order: a component cut across chunks joins them in one group
         if groups and comp[chunk[0]] == comp[chunks[k - 1][-1]]:
@@ -403,20 +520,20 @@ def _search_groups(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: Combina
         else:
             groups.append([payload])
             touched.append(local)
-    for rows in touched:
-        lookups.append((pd.Series(ids[rows], index=rows), pd.Series(comp[rows], index=rows)))
-    return groups, lookups
+    return groups, [pd.Series(comp[rows], index=rows) for rows in touched]
 
 
-def _group_frame(parts: list[tuple[pd.DataFrame, dict]], lookup: tuple[pd.Series, pd.Series]) -> gpd.GeoDataFrame:
+def _group_frame(parts: list[tuple[pd.DataFrame, dict, pd.Series]], comp: pd.Series) -> gpd.GeoDataFrame:
     """The combinations of one group of components (its tasks' records, de-duplicated and sorted)."""
-    return _finalize(pd.concat([p[0] for p in parts], ignore_index=True), *lookup)
+    ids = pd.concat([p[2] for p in parts])
+    ids = ids[~ids.index.duplicated()]
+    return _finalize(pd.concat([p[0] for p in parts], ignore_index=True), ids, comp)
 
 
-def _work_of(parts: list[tuple[pd.DataFrame, dict]]) -> dict[int, int]:
+def _work_of(parts: list[tuple[pd.DataFrame, dict, pd.Series]]) -> dict[int, int]:
     """Intersections the group's tasks computed, per tuple size."""
     out: dict[int, int] = {}
-    for _, w in parts:
+    for _, w, _ in parts:
         for k, v in w.items():
             out[k] = out.get(k, 0) + v
     return out
@@ -459,7 +576,7 @@ def combinations(
     import dask
 
     params = CombinationParams(beam=beam, patch_px=patch_px, pixel_m=pixel_m, max_n=max_n, max_candidates=max_candidates)
-    groups, lookups = _search_groups(tiles, edges, params, client=client, n_tasks=n_tasks)
+    groups, lookups = _search_groups(*_pairs_from_tiles(tiles, edges, params), params, client=client, n_tasks=n_tasks)
     tasks = []
     for g, (payloads, lookup) in enumerate(zip(groups, lookups)):
         parts = [dask.delayed(_run_task, pure=False)(p, params, dask_key_name=f"combinations-task-{g}-{j}")
@@ -509,7 +626,7 @@ def _finalize(found: pd.DataFrame, ids, comp) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(out, geometry=gpd.GeoSeries(geom, crs=4326).values, crs=4326)
 
 
-def _write_group(g: int, parts: list[pd.DataFrame], lookup: tuple[pd.Series, pd.Series], writer) -> dict:
+def _write_group(g: int, parts: list[tuple[pd.DataFrame, dict, pd.Series]], lookup: pd.Series, writer) -> dict:
     """One group's combinations as part ``g`` of the table; returns its entry and what the report needs."""
     frame = _group_frame(parts, lookup)
     work = _work_of(parts)
@@ -568,14 +685,21 @@ def write_combinations(
     Each group of components is searched, de-duplicated and written as one part by the
     tasks themselves (:mod:`spectralearth.platform.tables`); this process receives counts
     only. Parts are in component order and sorted by (n, members) within; a part's
-    manifest entry names its component range.
+    manifest entry names its component range. The pair test runs here, on ``tiles``
+    (:func:`combinations_job` runs it in tasks, on the stored graph).
     """
+    t0 = time.perf_counter()
+    groups, lookups = _search_groups(*_pairs_from_tiles(tiles, edges, params), params, client=client, n_tasks=n_tasks)
+    return _write_groups(groups, lookups, out_url, storage_options, client, params, n_tiles=len(tiles), n_edges=len(edges), t0=t0)
+
+
+def _write_groups(groups: list[list[tuple]], lookups: list[pd.Series], out_url: str, storage_options, client,
+                  params: CombinationParams, *, n_tiles: int, n_edges: int, t0: float) -> CombinationReport:
+    """Run the search's groups as tasks that write their parts; commit the table; sum the tasks' counts."""
     import dask
 
     from spectralearth.platform import storage, tables
 
-    t0 = time.perf_counter()
-    groups, lookups = _search_groups(tiles, edges, params, client=client, n_tasks=n_tasks)
     url = storage.join(out_url, COMBINATIONS_NAME)
     writer = tables.TableWriter(url, storage_options)
     tasks = []
@@ -586,7 +710,8 @@ def write_combinations(
                                                             dask_key_name=f"combinations-write-{g}-{writer.run}"))
     try:
         if not tasks:
-            done = [_write_group(0, [(_records_frame([]), {})], (pd.Series(dtype=object), pd.Series(dtype=np.int64)), writer)]
+            nothing = (_records_frame([]), {}, pd.Series(dtype=object))
+            done = [_write_group(0, [nothing], pd.Series(dtype=np.int64), writer)]
         elif client is not None:
             done = client.gather(client.compute(tasks))
         else:
@@ -605,8 +730,8 @@ def write_combinations(
         for k, v in d["work"].items():
             evaluated[k] = evaluated.get(k, 0) + v
     return CombinationReport(
-        n_tiles=len(tiles),
-        n_edges=len(edges),
+        n_tiles=n_tiles,
+        n_edges=n_edges,
         n_combinations=int(doc["rows"]),
         by_size={k: by_size[k] for k in sorted(by_size)},
         max_n=max(by_size) if by_size else 0,
@@ -623,33 +748,44 @@ def combinations_job(
     storage_options=None,
     cluster: ClusterSpec = ClusterSpec(),
     params: CombinationParams = CombinationParams(),
+    n_tasks: int | None = None,
 ) -> CombinationReport:
-    """Read a tile catalog and its overlap graph, write the ``combinations.parquet`` table beside them.
+    """Search the combinations of a catalog's overlap graph and write the ``combinations.parquet`` table beside it.
 
-    The graph (``overlap_edges.parquet`` beside the catalog) must exist: run the
-    overlaps job first.
+    Everything is read by the tasks: the pair test runs per part of the graph
+    (``overlap_edges.parquet``, on the intersections stored there), and each search task
+    reads its tiles from the parts of ``planning_tiles.parquet`` that hold them. This
+    process reads only the per-tile components file and the pairs that pass, so its memory
+    is integers per tile and per pair, not footprints. Same output as
+    :func:`write_combinations` on the catalog's tiles and edges.
 
     Args:
-        catalog_url: the tile catalog (folder or parquet URL) as ``read_tiles`` takes it.
+        catalog_url: the tile catalog (folder or parquet URL) whose outputs the overlaps job wrote.
         storage_options: fsspec options (never credentials).
         cluster: where to run (a LocalCluster by default).
         params: search parameters.
+        n_tasks: search tasks (default: 8 per worker thread).
 
     Raises:
-        FileNotFoundError: the overlap graph is missing.
+        FileNotFoundError: the overlap graph or its planning copy is missing: run the
+            overlaps job first.
     """
-    from spectralearth.catalog import read_tiles
+    t0 = time.perf_counter()
+    base = output_base(catalog_url)
+    with cluster_client(cluster) as client:
+        n, a, b, pair_area, geometry_of = _pairs_from_graph(base, params, storage_options, client)
+        groups, lookups = _search_groups(n, a, b, pair_area, geometry_of, params, client=client, n_tasks=n_tasks)
+        n_edges = _edge_rows(base, storage_options)
+        return _write_groups(groups, lookups, base, storage_options, client, params, n_tiles=n, n_edges=n_edges, t0=t0)
+
+
+def _edge_rows(base: str, storage_options) -> int:
+    """Rows of the overlap graph, from its manifest."""
     from spectralearth.pipelines.overlaps import EDGES_NAME
     from spectralearth.platform import storage, tables
 
-    base = output_base(catalog_url)
-    edges_url = storage.join(base, EDGES_NAME)
-    if not tables.exists(edges_url, storage_options):
-        raise FileNotFoundError(f"no overlap graph at {storage.redact(edges_url)}: run `spectralearth overlaps` first")
-    edges = read_edges(edges_url, storage_options=storage_options)
-    tiles = read_tiles(catalog_url, storage_options=storage_options, simplify_deg=PLANNING_SIMPLIFY_DEG)
-    with cluster_client(cluster) as client:
-        return write_combinations(tiles, edges, base, storage_options=storage_options, client=client, params=params)
+    doc = tables.manifest(storage.join(base, EDGES_NAME), storage_options)
+    return int(doc.get("rows") or sum(int(p.get("rows") or 0) for p in doc["parts"]))
 
 
 def read_edges(url: str, *, storage_options=None) -> pd.DataFrame:

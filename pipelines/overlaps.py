@@ -42,6 +42,7 @@ __all__ = [
     "overlap_edges",
     "overlaps_job",
     "prepare_tiles",
+    "read_planning_tiles",
     "utm_epsg",
 ]
 
@@ -51,6 +52,7 @@ DATATAKE = "enmap:datatake_id"
 TILE_ID = "enmap:tile_id"
 EDGES_NAME = "overlap_edges.parquet"
 COMPONENTS_NAME = "overlap_components.parquet"
+PLANNING_TILES_NAME = "planning_tiles.parquet"
 
 
 # --------------------------------------------------------------------------- geometry helpers
@@ -527,6 +529,80 @@ def degree_stats(n_tiles: int, edges: pd.DataFrame) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- the planning copy of the tiles
+
+
+def write_planning_tiles(prepared: PreparedTiles, url: str, storage_options=None, *, npartitions: int | None = None) -> np.ndarray:
+    """Write the usable, simplified footprints as a table of spatially close parts; returns each tile row's part.
+
+    The later planning jobs (combinations) run their tasks on a few spatial neighbourhoods
+    each: a task reads the parts that hold its tiles, so the client that schedules it holds
+    per-tile integers (component, degree, part), never the footprints. Parts follow the
+    Hilbert order of the footprints (about 2,000 tiles each, as the edge tasks); rows are
+    sorted by tile within a part. Columns: tile, id, datatake, geometry (WGS84, as
+    :func:`prepare_tiles` leaves it, i.e. the geometry the overlap graph was built from).
+
+    Returns:
+        ``part`` of every row of the input table (−1 for a row that is not usable).
+    """
+    from spectralearth.platform import tables
+
+    usable = prepared.tiles
+    part_of = np.full(prepared.n_tiles, -1, dtype=np.int32)
+    writer = tables.TableWriter(url, storage_options)
+    geoms = np.asarray(usable.geometry.values, dtype=object)
+    nparts = max(1, min(npartitions or default_npartitions(len(usable)), len(usable)))
+    order = _hilbert_order(geoms) if len(usable) else np.zeros(0, np.int64)
+    cuts = np.linspace(0, len(order), nparts + 1).astype(np.int64)
+    entries = []
+    try:
+        for k in range(nparts):
+            sel = np.sort(order[cuts[k] : cuts[k + 1]])
+            sub = usable.iloc[sel].sort_values("tile", kind="stable").reset_index(drop=True)
+            part_of[sub["tile"].to_numpy()] = k
+            facts = {"tile_min": int(sub["tile"].min()), "tile_max": int(sub["tile"].max())} if len(sub) else {}
+            entries.append(writer.part(k, sub[["tile", "id", "datatake", "geometry"]], **facts))
+        writer.commit(entries)
+    except BaseException:
+        writer.abandon()
+        raise
+    return part_of
+
+
+def read_planning_tiles(part_urls: list[str], rows: np.ndarray, *, storage_options=None) -> gpd.GeoDataFrame:
+    """The rows ``rows`` of the planning copy of the tiles, read from the parts that hold them (sorted by tile).
+
+    Raises:
+        ValueError: a row is in none of the parts (the copy is older than the graph or the
+            components it was looked up in: run the overlaps job again).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from spectralearth.platform import storage
+
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    want = pa.array(rows)
+    found = []
+    for u in part_urls:
+        table = pq.read_table(io.BytesIO(storage.read_bytes(u, storage_options)))
+        found.append(table.filter(pc.is_in(table.column("tile"), value_set=want)))
+    if found:
+        table = pa.concat_tables(found)
+        frame = gpd.GeoDataFrame.from_arrow(table) if table.num_rows else gpd.GeoDataFrame(
+            table.to_pandas().drop(columns="geometry"), geometry=gpd.GeoSeries([], crs=4326).values, crs=4326)
+    else:
+        frame = gpd.GeoDataFrame({"tile": np.zeros(0, np.int64)}, geometry=gpd.GeoSeries([], crs=4326).values, crs=4326)
+    frame = frame.sort_values("tile", kind="stable").reset_index(drop=True)
+    missing = np.setdiff1d(rows, frame["tile"].to_numpy(dtype=np.int64))
+    if len(missing):
+        raise ValueError(f"tile rows {missing[:5].tolist()}{' ...' if len(missing) > 5 else ''} are not in the planning "
+                         f"copy of the tiles ({len(part_urls)} parts read): it is older than the overlap graph; "
+                         "run `spectralearth overlaps` again")
+    return frame
+
+
 # --------------------------------------------------------------------------- the job
 
 
@@ -627,6 +703,10 @@ def write_overlap_outputs(
             "quarantine_reason": reasons.to_numpy(),
         }
     )
+    # the planning copy before the components that point into it (a job that dies between
+    # the two leaves the old components, whose parts the combinations job then finds missing)
+    components["planning_part"] = write_planning_tiles(prepared, storage.join(out_url, PLANNING_TILES_NAME), storage_options,
+                                                       npartitions=npartitions)
     comps_url = storage.join(out_url, COMPONENTS_NAME)
     storage.atomic_write_bytes(comps_url, frame_to_parquet_bytes(components), storage_options)
     if plot:
@@ -666,8 +746,10 @@ def overlaps_job(
 
     Writes the ``overlap_edges.parquet`` table (GeoParquet parts, one row per edge with
     its WGS84 intersection, sorted by (a, b) within each part; each task writes its own
-    part, :mod:`spectralearth.platform.tables`) and ``overlap_components.parquet`` (tile,
-    id, component, degree, usable, quarantine_reason; one file) next to the catalog.
+    part, :mod:`spectralearth.platform.tables`), ``planning_tiles.parquet`` (the usable,
+    simplified footprints in parts of spatial neighbours, :func:`write_planning_tiles`, which
+    the combinations tasks read) and ``overlap_components.parquet`` (tile, id, component,
+    degree, usable, quarantine_reason, planning_part; one file) next to the catalog.
 
     Args:
         catalog_url: the tile catalog (folder or parquet URL) as ``read_tiles`` takes it.

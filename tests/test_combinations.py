@@ -248,3 +248,48 @@ def test_candidate_bound_matches_naive_and_bounds_the_work(tmp_path):
 def test_candidate_bound_is_checked():
     with pytest.raises(ValueError, match="max_candidates"):
         CombinationParams(max_candidates=0)
+
+
+def test_job_reads_the_planning_copy_not_the_catalog(tmp_path, monkeypatch):
+    """The combinations job's process never reads the catalog's footprints: its tasks read the planning copy."""
+    import spectralearth.catalog as catalog_pkg
+    import spectralearth.catalog.catalogio as catalogio
+    from spectralearth.pipelines.combinations import combinations_job, read_edges, write_combinations
+    from spectralearth.pipelines.overlaps import COMPONENTS_NAME, PLANNING_TILES_NAME, write_overlap_outputs
+    from spectralearth.platform import tables
+    from spectralearth.platform.cluster import ClusterSpec
+
+    tiles = _revisited_stack(5, seed=6)
+    out = str(tmp_path / "graph")
+    write_overlap_outputs(tiles, out, npartitions=3)
+    planning = tables.manifest(str(tmp_path / "graph" / PLANNING_TILES_NAME))
+    comps = pd.read_parquet(tmp_path / "graph" / COMPONENTS_NAME)
+    assert len(planning["parts"]) == 3 and planning["rows"] == int(comps["usable"].sum()) == len(tiles)
+    assert sorted(set(comps["planning_part"])) == [0, 1, 2]
+    edges = read_edges(str(tmp_path / "graph" / "overlap_edges.parquet"))
+    ref = write_combinations(tiles, edges, str(tmp_path / "ref"), params=CombinationParams(beam=3), n_tasks=3)
+
+    def no_catalog(*args, **kwargs):
+        raise AssertionError("the combinations job read the catalog")
+
+    monkeypatch.setattr(catalogio, "read_tiles", no_catalog)
+    monkeypatch.setattr(catalog_pkg, "read_tiles", no_catalog)
+    rep = combinations_job(out + "/catalog.parquet", cluster=ClusterSpec(kind="sync"), params=CombinationParams(beam=3),
+                           n_tasks=3)
+    got = tables.read_table(str(tmp_path / "graph" / "combinations.parquet"))
+    want = tables.read_table(str(tmp_path / "ref" / "combinations.parquet"))
+    assert rep.n_combinations == ref.n_combinations == len(got) > len(tiles) // 2
+    assert got["members"].map(tuple).tolist() == want["members"].map(tuple).tolist()
+    np.testing.assert_allclose(got["area_m2"], want["area_m2"], rtol=1e-9)
+    assert rep.evaluated == ref.evaluated
+
+    # components written before the planning copy existed: a clear error, not a wrong answer
+    comps.drop(columns="planning_part").to_parquet(tmp_path / "graph" / COMPONENTS_NAME)
+    with pytest.raises(ValueError, match="planning_part.*run `spectralearth overlaps` again"):
+        combinations_job(out, cluster=ClusterSpec(kind="sync"))
+    comps.to_parquet(tmp_path / "graph" / COMPONENTS_NAME)
+    import shutil
+
+    shutil.rmtree(tmp_path / "graph" / PLANNING_TILES_NAME)
+    with pytest.raises(FileNotFoundError, match="planning copy of the tiles.*run `spectralearth overlaps` first"):
+        combinations_job(out, cluster=ClusterSpec(kind="sync"))

@@ -24,8 +24,12 @@ committed by one _manifest.json write; the components in one atomic write):
   overlap_edges.parquet       table of GeoParquet parts, one row per edge: a, b (tile rows,
                               a < b), id_a, id_b, area_m2, utm_epsg,
                               same_datatake, geometry (WGS84 intersection)
+  planning_tiles.parquet      table of GeoParquet parts, tiles that are spatial
+                              neighbours together: tile, id, datatake, geometry (the
+                              simplified footprint the graph was built from; the
+                              combinations tasks read their tiles from it)
   overlap_components.parquet  per tile: tile, id, component, degree, usable,
-                              quarantine_reason
+                              quarantine_reason, planning_part
 
 Invalid footprints (e.g. self-intersecting) are repaired with make_valid;
 empty footprints and superseded duplicate deliveries are set aside. Both are

@@ -34,6 +34,7 @@ import shapely
 from spectralearth.platform.cluster import ClusterSpec, cluster_client
 
 __all__ = [
+    "GRID_COLUMNS",
     "OverlapReport",
     "PreparedTiles",
     "connected_components",
@@ -532,15 +533,23 @@ def degree_stats(n_tiles: int, edges: pd.DataFrame) -> dict:
 # --------------------------------------------------------------------------- the planning copy of the tiles
 
 
-def write_planning_tiles(prepared: PreparedTiles, url: str, storage_options=None, *, npartitions: int | None = None) -> np.ndarray:
+GRID_COLUMNS = ("datetime", "proj:code", "proj:transform", "proj:shape")
+"""Catalog columns the planning copy carries besides the footprint, when the catalog has them (the plan job's grid)."""
+
+
+def write_planning_tiles(prepared: PreparedTiles, url: str, storage_options=None, *, npartitions: int | None = None,
+                         grid: pd.DataFrame | None = None, min_area_m2: float = 1.0) -> np.ndarray:
     """Write the usable, simplified footprints as a table of spatially close parts; returns each tile row's part.
 
-    The later planning jobs (combinations) run their tasks on a few spatial neighbourhoods
-    each: a task reads the parts that hold its tiles, so the client that schedules it holds
-    per-tile integers (component, degree, part), never the footprints. Parts follow the
-    Hilbert order of the footprints (about 2,000 tiles each, as the edge tasks); rows are
-    sorted by tile within a part. Columns: tile, id, datatake, geometry (WGS84, as
-    :func:`prepare_tiles` leaves it, i.e. the geometry the overlap graph was built from).
+    The later planning jobs (combinations, plan) run their tasks on a few spatial
+    neighbourhoods each: a task reads the parts that hold its tiles, so the client that
+    schedules it holds per-tile integers (component, degree, part), never the footprints.
+    Parts follow the Hilbert order of the footprints (about 2,000 tiles each, as the edge
+    tasks); rows are sorted by tile within a part. Columns: tile, id, datatake, geometry
+    (WGS84, as :func:`prepare_tiles` leaves it, i.e. the geometry the overlap graph was
+    built from), and the :data:`GRID_COLUMNS` of ``grid`` (the catalog's rows, by
+    position) when given. The manifest records ``min_area_m2``, the graph's smallest edge
+    (the plan job relies on its components only when no window could straddle two).
 
     Returns:
         ``part`` of every row of the input table (−1 for a row that is not usable).
@@ -561,8 +570,12 @@ def write_planning_tiles(prepared: PreparedTiles, url: str, storage_options=None
             sub = usable.iloc[sel].sort_values("tile", kind="stable").reset_index(drop=True)
             part_of[sub["tile"].to_numpy()] = k
             facts = {"tile_min": int(sub["tile"].min()), "tile_max": int(sub["tile"].max())} if len(sub) else {}
-            entries.append(writer.part(k, sub[["tile", "id", "datatake", "geometry"]], **facts))
-        writer.commit(entries)
+            frame = sub[["tile", "id", "datatake", "geometry"]]
+            if grid is not None:
+                extra = grid.iloc[sub["tile"].to_numpy()].reset_index(drop=True)
+                frame = frame.assign(**{c: extra[c].to_numpy() for c in GRID_COLUMNS})
+            entries.append(writer.part(k, frame, **facts))
+        writer.commit(entries, min_area_m2=float(min_area_m2))
     except BaseException:
         writer.abandon()
         raise
@@ -705,8 +718,9 @@ def write_overlap_outputs(
     )
     # the planning copy before the components that point into it (a job that dies between
     # the two leaves the old components, whose parts the combinations job then finds missing)
+    grid = tiles[list(GRID_COLUMNS)] if all(c in tiles.columns for c in GRID_COLUMNS) else None
     components["planning_part"] = write_planning_tiles(prepared, storage.join(out_url, PLANNING_TILES_NAME), storage_options,
-                                                       npartitions=npartitions)
+                                                       npartitions=npartitions, grid=grid, min_area_m2=min_area_m2)
     comps_url = storage.join(out_url, COMPONENTS_NAME)
     storage.atomic_write_bytes(comps_url, frame_to_parquet_bytes(components), storage_options)
     if plot:
@@ -747,8 +761,8 @@ def overlaps_job(
     Writes the ``overlap_edges.parquet`` table (GeoParquet parts, one row per edge with
     its WGS84 intersection, sorted by (a, b) within each part; each task writes its own
     part, :mod:`spectralearth.platform.tables`), ``planning_tiles.parquet`` (the usable,
-    simplified footprints in parts of spatial neighbours, :func:`write_planning_tiles`, which
-    the combinations tasks read) and ``overlap_components.parquet`` (tile, id, component,
+    simplified footprints and the tiles' grid in parts of spatial neighbours,
+    :func:`write_planning_tiles`, which the combinations and plan tasks read) and ``overlap_components.parquet`` (tile, id, component,
     degree, usable, quarantine_reason, planning_part; one file) next to the catalog.
 
     Args:

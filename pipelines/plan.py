@@ -137,13 +137,16 @@ def _tile_frame(tiles: gpd.GeoDataFrame) -> pd.DataFrame:
     """Usable tiles with their grid: tile, id, datatake, epsg, transform, shape, datetime, geometry (WGS84)."""
     from spectralearth.pipelines.overlaps import prepare_tiles
 
-    prepared = prepare_tiles(tiles)
-    usable = prepared.tiles
-    rows = usable["tile"].to_numpy()
-    src = tiles.iloc[rows]
+    usable = prepare_tiles(tiles).tiles
+    return _grid_frame(usable, tiles.iloc[usable["tile"].to_numpy()])
+
+
+def _grid_frame(usable: pd.DataFrame, src: pd.DataFrame) -> pd.DataFrame:
+    """:func:`_tile_frame` of prepared tiles ``usable`` (tile, id, datatake, geometry) and their catalog rows ``src``
+    (datetime, proj:code, proj:transform, proj:shape; same order); rows without a grid are left out."""
     out = pd.DataFrame(
         {
-            "tile": rows.astype(np.int64),
+            "tile": usable["tile"].to_numpy().astype(np.int64),
             "id": usable["id"].to_numpy(),
             "datatake": usable["datatake"].to_numpy(),
             "epsg": [_epsg_of(c) for c in src["proj:code"]],
@@ -694,6 +697,8 @@ class PlanReport:
     multi_date_patches: int = 0
     patches_by_views: dict[str, int] = field(default_factory=dict)
     pixel_filters: bool = False
+    tiles_from: str = ""
+    """'planning copy' (the overlaps job's, read by the tasks) or 'catalog' (read by the job's process)."""
     params: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
     tasks: int = 0
@@ -840,11 +845,17 @@ def _patches_frame(rec: dict[str, list], order: np.ndarray | None = None) -> gpd
     )
 
 
-def _plan_bundle(k: int, tf: pd.DataFrame, owned: np.ndarray, combo_parts: list[tuple[str, int]],
+def _plan_bundle(k: int, tf: pd.DataFrame | tuple, owned: np.ndarray, combo_parts: list[tuple[str, int]],
                  items: dict[int, dict], params: PlanParams, patches_stage, views_stage, storage_options) -> dict[str, Any]:
     """Pass 1 for one bundle of components: place, select and filter views, write the staged parts; return counts."""
-    tf = tf.copy()
-    tf["geometry"] = shapely.from_wkb(tf["geometry"].to_numpy())
+    if isinstance(tf, tuple):  # ("parts", part URLs, rows): the task reads its tiles from the planning copy
+        from spectralearth.pipelines.overlaps import read_planning_tiles
+
+        rows = read_planning_tiles(tf[1], tf[2], storage_options=storage_options)
+        tf = _grid_frame(rows, rows)
+    else:
+        tf = tf.copy()
+        tf["geometry"] = shapely.from_wkb(tf["geometry"].to_numpy())
     tile_rows = tf["tile"].to_numpy(dtype=np.int64)
     epsg = tf["epsg"].to_numpy(dtype=np.int64)
     regions, counts = _task_regions(combo_parts, owned, tile_rows, epsg, params, storage_options)
@@ -889,7 +900,11 @@ def _renumber_bundle(k: int, patch_offset: int, view_offset: int, patches_stage,
 def _bundles(tf: pd.DataFrame, n_tasks: int) -> list[np.ndarray]:
     """Tile-frame rows per task: whole components of the footprints, contiguous in component order."""
     geoms = np.asarray(tf["geometry"].to_numpy(), dtype=object)
-    comp = tile_components(geoms) if len(geoms) else np.zeros(0, np.int64)
+    return _cut_components(tile_components(geoms) if len(geoms) else np.zeros(0, np.int64), n_tasks)
+
+
+def _cut_components(comp: np.ndarray, n_tasks: int) -> list[np.ndarray]:
+    """Positions in ``comp`` per task: whole components, contiguous in component order, about equal tiles each."""
     if not len(comp):
         return [np.zeros(0, np.int64)]
     sizes = np.bincount(comp).astype(float)
@@ -898,6 +913,41 @@ def _bundles(tf: pd.DataFrame, n_tasks: int) -> list[np.ndarray]:
     order = np.argsort(comp, kind="stable")
     by_bundle = cut[comp[order]]
     return [order[by_bundle == b] for b in np.unique(by_bundle)]
+
+
+def _planning_copy(catalog_url: str, base: str, storage_options, patch_px: int) -> tuple[pd.DataFrame, list[str]] | None:
+    """The overlaps job's components and planning-copy parts when they describe this catalog with its grid, else None.
+
+    The copy is used only when the components' ids are the catalog's ids, row for row (one
+    column read), so a catalog indexed again after the overlaps job is read itself.
+    """
+    import pyarrow.parquet as pq
+
+    from spectralearth.catalog.catalogio import TILES_FILE
+    from spectralearth.pipelines.overlaps import COMPONENTS_NAME, GRID_COLUMNS, PLANNING_TILES_NAME
+    from spectralearth.platform import storage, tables
+
+    purl, curl = storage.join(base, PLANNING_TILES_NAME), storage.join(base, COMPONENTS_NAME)
+    if not tables.exists(purl, storage_options):
+        return None
+    doc = tables.manifest(purl, storage_options)
+    # a window (patch_px² px of at least 1 m²) within two footprints is an edge of any graph
+    # whose smallest edge is below that: windows and views then never cross its components
+    if float(doc.get("min_area_m2", math.inf)) > float(patch_px) ** 2:
+        return None
+    parts = tables.part_urls(purl, storage_options, doc=doc)
+    if not parts or not set(GRID_COLUMNS) <= set(pq.read_schema(io.BytesIO(storage.read_bytes(parts[0], storage_options))).names):
+        return None
+    try:
+        comps = pq.read_table(io.BytesIO(storage.read_bytes(curl, storage_options)),
+                              columns=["id", "component", "usable", "planning_part"])
+        ids = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(catalog_url, TILES_FILE), storage_options)),
+                            columns=["id"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+    if comps.num_rows != ids.num_rows or not comps.column("id").cast("string").equals(ids.column("id").cast("string")):
+        return None
+    return comps.drop(["id"]).to_pandas(), parts
 
 
 def plan_job(
@@ -911,9 +961,13 @@ def plan_job(
 ) -> PlanReport:
     """Plan patches and views for a catalog and write them beside it, as dask tasks.
 
-    Reads ``tiles.parquet`` and the ``combinations.parquet`` table (optional: without
-    it only single tiles are planned). The tiles are split into bundles of whole
-    components of their footprints; one task per bundle places its windows, selects
+    Reads the ``combinations.parquet`` table (optional: without it only single tiles are
+    planned) and the tiles. When the overlaps job's outputs describe this catalog (same
+    ids, row for row), the tiles are split into bundles of whole components of the overlap
+    graph and each task reads its own tiles from ``planning_tiles.parquet``: this process
+    reads integers per tile, not footprints. Otherwise this process reads
+    ``tiles.parquet`` (simplified footprints) and bundles whole components of the
+    footprints. ``report.tiles_from`` says which. One task per bundle places its windows, selects
     their views and filters them with the QL masks (skipped for footprint-only tiles)
     and writes its part of the ``patches.parquet`` and ``views.parquet`` tables
     (:mod:`spectralearth.platform.tables`); a second task per bundle gives its part the
@@ -941,10 +995,16 @@ def plan_job(
     t = time.perf_counter()
     from spectralearth.pipelines.overlaps import PLANNING_SIMPLIFY_DEG
 
-    tiles = read_tiles(catalog_url, storage_options=storage_options, simplify_deg=PLANNING_SIMPLIFY_DEG)
-    report.tiles = len(tiles)
-    tf = _tile_frame(tiles)
-    del tiles
+    copy = _planning_copy(catalog_url, base, storage_options, params.patch_px)
+    if copy is None:  # no (current) overlaps outputs: the catalog itself, here
+        tiles = read_tiles(catalog_url, storage_options=storage_options, simplify_deg=PLANNING_SIMPLIFY_DEG)
+        report.tiles = len(tiles)
+        tf = _tile_frame(tiles)
+        del tiles
+    else:
+        comps, planning_parts = copy
+        report.tiles = len(comps)
+    report.tiles_from = "catalog" if copy is None else "planning copy"
     curl = storage.join(base, COMBINATIONS_NAME)
     combo_parts: list[tuple[str, int]] = []
     if tables.exists(curl, storage_options):
@@ -963,22 +1023,33 @@ def plan_job(
     p_stage = tables.TableWriter(purl, storage_options, run=f"{p_out.run}-{_STAGE}")
     v_stage = tables.TableWriter(vurl, storage_options, run=f"{v_out.run}-{_STAGE}")
     opts = dict(storage_options or {})
-    n_rows = int(tf["tile"].max()) + 1 if len(tf) else 0
-    all_rows = np.arange(max(n_rows, report.tiles), dtype=np.int64)
+    if copy is None:
+        n_rows = int(tf["tile"].max()) + 1 if len(tf) else 0
+    all_rows = np.arange(report.tiles if copy is not None else max(n_rows, report.tiles), dtype=np.int64)
 
     def payloads(n: int):
-        bundles = _bundles(tf, n)
+        if copy is None:
+            bundles = _bundles(tf, n)
+            tile_of = tf["tile"].to_numpy()
+        else:  # the overlap graph's components (usable tiles); each task reads the planning parts of its tiles
+            tile_of = np.flatnonzero(comps["usable"].to_numpy(dtype=bool) & (comps["planning_part"].to_numpy() >= 0))
+            bundles = _cut_components(np.unique(comps["component"].to_numpy()[tile_of], return_inverse=True)[1], n)
         assigned = np.zeros(len(all_rows), dtype=bool)
         for rows in bundles:
-            assigned[tf["tile"].to_numpy()[rows]] = True
+            assigned[tile_of[rows]] = True
         for k, rows in enumerate(bundles):
-            sub = tf.iloc[rows].copy()
-            sub["geometry"] = shapely.to_wkb(np.asarray(sub["geometry"].to_numpy(), dtype=object))
-            owned = sub["tile"].to_numpy(dtype=np.int64)
+            owned = np.sort(tile_of[rows]).astype(np.int64)
+            if copy is None:
+                sub = tf.iloc[rows].copy()
+                sub["geometry"] = shapely.to_wkb(np.asarray(sub["geometry"].to_numpy(), dtype=object))
+                sub = sub.reset_index(drop=True)
+            else:
+                held = np.unique(comps["planning_part"].to_numpy()[owned])
+                sub = ("parts", [planning_parts[j] for j in held.tolist()], owned)
+            its = {int(t): items[int(t)] for t in owned} if items else {}
             if k == 0:  # unusable rows own the combinations they start (counted as unusable there)
                 owned = np.concatenate([owned, all_rows[~assigned]])
-            its = {int(t): items[int(t)] for t in sub["tile"]} if items else {}
-            yield k, sub.reset_index(drop=True), owned, its
+            yield k, sub, owned, its
 
     renumber_started = [0.0]
 

@@ -193,6 +193,37 @@ def test_plan_tasks_on_a_cluster_equal_one_sequential_placement(footprint_catalo
     got = {(tuple(patches[key].to_numpy()[p]), t) for p, t in zip(views["patch"], views["tile"])}
     want = {(tuple(whole[key].to_numpy()[p]), t) for p, t in zip(wide["patch"], wide["tile"])}
     assert got == want and len(views) == report.views > len(patches) == report.patches > 1000
+    assert report.tiles_from == "planning copy"  # the tasks read their tiles; this process read none
+
+
+def test_plan_from_the_catalog_equals_the_plan_from_the_planning_copy(footprint_catalog, tmp_path):
+    """Without the overlaps job's planning copy (or with a catalog indexed since) the job reads the catalog: same plan."""
+    import shutil
+
+    from spectralearth.catalog.catalogio import read_item_dicts, write_items
+    from spectralearth.pipelines.plan import plan_job, read_plan
+
+    sync = ClusterSpec(kind="sync")
+    copied = str(tmp_path / "catalog")
+    shutil.copytree(footprint_catalog, copied)
+    a = plan_job(copied, cluster=sync, n_tasks=4)
+    pa_, va = read_plan(copied)
+    shutil.rmtree(tmp_path / "catalog" / "planning_tiles.parquet")
+    b = plan_job(copied, cluster=sync, n_tasks=4)
+    pb, vb = read_plan(copied)
+    assert (a.tiles_from, b.tiles_from) == ("planning copy", "catalog")
+    assert (a.patches, a.views, a.placement) == (b.patches, b.views, b.placement) and a.patches > 1000
+    key = ["crs", "x0", "y0"]
+
+    def pairs(p, v):
+        return {(tuple(p[key].to_numpy()[i]), t) for i, t in zip(v["patch"], v["tile"])}
+
+    assert pairs(pa_, va) == pairs(pb, vb)
+    # a catalog indexed again (here: one tile fewer) is not the one the copy describes: it is read itself
+    shutil.copytree(footprint_catalog, tmp_path / "again")
+    write_items(read_item_dicts(footprint_catalog)[:-1], str(tmp_path / "again"))
+    c = plan_job(str(tmp_path / "again"), cluster=sync, n_tasks=4)
+    assert c.tiles_from == "catalog" and c.tiles == a.tiles - 1
 
 
 def test_a_plan_that_fails_half_way_leaves_the_last_plan(footprint_catalog, monkeypatch):

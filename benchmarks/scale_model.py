@@ -251,12 +251,32 @@ def _fresh_client_sentence(cl: dict, table: dict) -> str:
     rows = [(c, sc[c]) for c in ("base", "area4", "area20") if sc.get(c, {}).get("planning", {}).get("peak_rss_client_gb")]
     if not rows:
         return ""
-    parts = [f"{c} ({r.get('work', {}).get('tiles', 0):,} tiles) {r['planning']['peak_rss_client_gb']} GB client, "
-             f"{r['planning']['peak_rss_gb']} GB process tree, {r['planning']['wall_s']:.0f} s wall" for c, r in rows]
+    def stages(r: dict) -> str:
+        got = [f"{s} {r[s]['peak_rss_client_gb']}" for s in ("overlaps", "combinations", "plan")
+               if r.get(s, {}).get("peak_rss_client_gb") is not None]
+        return f" (peak during {', '.join(got)} GB)" if got else ""
+
+    parts = [f"{c} ({r.get('work', {}).get('tiles', 0):,} tiles) {r['planning']['peak_rss_client_gb']} GB client"
+             f"{stages(r)}, {r['planning']['peak_rss_gb']} GB process tree, {r['planning']['wall_s']:.0f} s wall"
+             for c, r in rows]
     slope = ""
     if len(rows) >= 2:
         (c0, r0), (c1, r1) = rows[0], rows[-1]
         slope = f" The client still grows, by ~{_client_kb_per_tile(r0, r1):.1f} KB a tile between {c0} and {c1}."
+        ov0, ov1 = r0.get("overlaps", {}).get("peak_rss_client_gb"), r1.get("overlaps", {}).get("peak_rss_client_gb")
+        if ov0 is not None and ov1 is not None:
+            grow = (r1["planning"]["peak_rss_client_gb"] - r0["planning"]["peak_rss_client_gb"]) * 1e6
+            share = (ov1 - ov0) * 1e6 / grow if grow > 0 else 1.0
+            slope += (f" The overlaps job accounts for {min(1.0, share):.0%} of that growth: it reads the catalog and "
+                      "holds every simplified footprint and the candidate pairs, while the combinations and plan "
+                      "jobs' tasks read their tiles from its planning copy (`planning_tiles.parquet`) and their "
+                      "process holds integers per tile. What removes the rest: overlaps tasks that read their own "
+                      "row groups of `tiles.parquet` and write the planning copy themselves, so that the client "
+                      "only orders envelopes.")
+    prev = cl.get("previous")
+    if prev:
+        old = "; ".join(f"{c} {v} GB" for c, v in prev.get("peak_rss_client_gb", {}).items())
+        slope += f" Before the planning copy ({prev.get('what', '')}): {old} client."
     speed = ""
     mine, theirs = sc.get("base", {}).get("planning", {}), table.get("base", {}).get("planning", {})
     if mine.get("cpu_s") and theirs.get("cpu_s"):

@@ -4,7 +4,7 @@ The whole public API on one screen::
 
     from spectralearth.pipelines import overlap_edges, combinations, overlaps_job, combinations_job
 
-* :func:`overlap_edges` - the overlap graph of a tile table (dask-geopandas spatial join).
+* :func:`overlap_edges` - the overlap graph of a tile table (envelope candidates, exact test in dask tasks).
 * :func:`connected_components`, :func:`degree_stats` - its components and degrees.
 * :func:`combinations` - temporal combinations (SpectralEarth's Algorithm 1).
 * :func:`overlaps_job`, :func:`combinations_job` - the same as jobs: catalog in, parquet beside it.

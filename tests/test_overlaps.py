@@ -1,4 +1,4 @@
-"""The overlap graph: dask-geopandas edges against the naive all-pairs version, bad input, the job."""
+"""The overlap graph: the job's edges against the naive all-pairs version, bad input, the job."""
 
 from __future__ import annotations
 
@@ -171,6 +171,19 @@ def test_job_outputs(storage_root, tmp_path):
     assert edges.crs.to_epsg() == 4326 and len(edges) == report.n_edges
     assert comps["tile"].tolist() == list(range(40))
     assert comps["degree"].sum() == 2 * report.n_edges
+    # the parts are plain GeoParquet: dask-geopandas reads the table as one partition per part
+    import dask_geopandas
+
+    opts = storage_root.storage_options
+    fs, _ = storage.filesystem(storage_root.url, opts)  # the same fsspec filesystem (S3 endpoint, TLS CA) as the job's
+    ddf = dask_geopandas.read_parquet(tables.part_urls(storage.join(storage_root.url, "overlap_edges.parquet"), opts),
+                                      filesystem=fs)
+    assert ddf.npartitions == len(doc["parts"]) and ddf.crs.to_epsg() == 4326
+    got = ddf.compute().sort_values(["a", "b"]).reset_index(drop=True)
+    assert got[["a", "b"]].equals(edges[["a", "b"]]) and got.geometry.equals(edges.geometry)
+    planning = tables.read_table(storage.join(storage_root.url, "planning_tiles.parquet"), storage_options=opts)
+    assert sorted(planning["tile"]) == comps.loc[comps["usable"], "tile"].tolist()
+    assert (comps.loc[comps["usable"], "planning_part"] >= 0).all()
     assert report.n_components == comps["component"].nunique()
     assert report.degree_max == comps["degree"].max()
     with open(png, "rb") as f:

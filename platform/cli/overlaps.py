@@ -15,8 +15,9 @@ in the UTM zone of the intersection's centroid, so pairs across a zone
 boundary are measured correctly; footprints crossing the antimeridian are not
 supported).
 
-The graph is computed with dask-geopandas (Hilbert-shuffled spatial join,
-then exact intersections per partition) on a local dask cluster, or on a
+The graph is computed as dask tasks: candidate pairs from the footprints'
+envelopes (one vectorised STRtree query), then the exact intersections in tasks
+of spatially close pairs (Hilbert order), on a local dask cluster, or on a
 running scheduler with --scheduler.
 
 Writes, beside the catalog (each task writes its part of the edges table,
@@ -26,8 +27,9 @@ committed by one _manifest.json write; the components in one atomic write):
                               same_datatake, geometry (WGS84 intersection)
   planning_tiles.parquet      table of GeoParquet parts, tiles that are spatial
                               neighbours together: tile, id, datatake, geometry (the
-                              simplified footprint the graph was built from; the
-                              combinations tasks read their tiles from it)
+                              simplified footprint the graph was built from), datetime,
+                              proj:code, proj:transform, proj:shape (the combinations
+                              and plan tasks read their tiles from it)
   overlap_components.parquet  per tile: tile, id, component, degree, usable,
                               quarantine_reason, planning_part
 

@@ -402,6 +402,15 @@ def _pairs_from_tiles(tiles: gpd.GeoDataFrame, edges: pd.DataFrame, params: Comb
     return n, a, b, pair_area, lambda local: ("wkb", shapely.to_wkb(geoms_all[local]), ids[local])
 
 
+def _compute(tasks: list, client) -> list:
+    """Results of dask ``tasks``: on ``client``, else in this process (threads when there are several)."""
+    import dask
+
+    if client is not None:
+        return client.gather(client.compute(tasks))
+    return list(dask.compute(*tasks, scheduler="threads" if len(tasks) > 1 else "sync"))
+
+
 def _pair_test_part(url: str, side_m: float, storage_options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One task: the edges of one part of the graph (distinct datatakes) whose intersection holds a square of ``side_m``.
 
@@ -460,10 +469,7 @@ def _pairs_from_graph(base: str, params: CombinationParams, storage_options, cli
     urls = tables.part_urls(edges_url, storage_options)
     tasks = [dask.delayed(_pair_test_part, pure=False)(u, side, opts, dask_key_name=f"combinations-pairs-{k}-{tables.new_run()}")
              for k, u in enumerate(urls)]
-    if client is not None:
-        found = client.gather(client.compute(tasks))
-    else:
-        found = list(dask.compute(*tasks, scheduler="threads" if len(tasks) > 1 else "sync"))
+    found = _compute(tasks, client)
     a = np.concatenate([f[0] for f in found]) if found else np.zeros(0, np.int64)
     b = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int64)
     pair_area = np.concatenate([f[2] for f in found]) if found else np.zeros(0)
@@ -584,10 +590,7 @@ def combinations(
         tasks.append(dask.delayed(_group_frame, pure=False)(parts, lookup, dask_key_name=f"combinations-group-{g}"))
     if not tasks:
         return _finalize(_records_frame([]), pd.Series(dtype=object), pd.Series(dtype=np.int64))
-    if client is not None:
-        frames = client.gather(client.compute(tasks))
-    else:
-        frames = list(dask.compute(*tasks, scheduler="threads" if len(tasks) > 1 else "sync"))
+    frames = _compute(tasks, client)
     out = pd.concat(frames, ignore_index=True)
     keys = [tuple(m) for m in out["members"]]
     order = sorted(range(len(keys)), key=lambda i: (len(keys[i]), keys[i]))
@@ -712,10 +715,8 @@ def _write_groups(groups: list[list[tuple]], lookups: list[pd.Series], out_url: 
         if not tasks:
             nothing = (_records_frame([]), {}, pd.Series(dtype=object))
             done = [_write_group(0, [nothing], pd.Series(dtype=np.int64), writer)]
-        elif client is not None:
-            done = client.gather(client.compute(tasks))
         else:
-            done = list(dask.compute(*tasks, scheduler="threads" if len(tasks) > 1 else "sync"))
+            done = _compute(tasks, client)
         doc = writer.commit([d["entry"] for d in done])
     except BaseException:
         writer.abandon()

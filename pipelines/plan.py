@@ -192,24 +192,45 @@ def _snap_down(v: float, pixel: float) -> float:
 _CORNERS = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
 
 
+def _erode_convex_all(polys: np.ndarray, h: float) -> np.ndarray:
+    """Erosion of convex polygons (one ring each) by ``[-h, h]²``: each polygon ∩ its four corner-shifted copies."""
+    polys = np.asarray(polys, dtype=object)
+    xy, idx = shapely.get_coordinates(shapely.get_exterior_ring(polys), return_index=True)
+    out = polys
+    for c in _CORNERS:  # in turn, as intersection_all reduces (whose axis= form crashed on large arrays here)
+        out = shapely.intersection(out, shapely.polygons(shapely.linearrings(xy + h * c, indices=idx)))
+    return out
+
+
 def _erode_convex(poly, h: float):
-    """Erosion of a convex polygon (one ring) by ``[-h, h]²``: the polygon ∩ its four corner-shifted copies."""
-    ring = shapely.get_coordinates(shapely.get_exterior_ring(poly))
-    shifted = shapely.polygons(ring[None, :, :] + h * _CORNERS[:, None, :])
-    return shapely.intersection_all(np.concatenate([[poly], shifted]))
+    """:func:`_erode_convex_all` of one polygon."""
+    return _erode_convex_all(np.array([poly], dtype=object), h)[0]
 
 
-def _candidate_centres(region, side: float, pixel: float) -> np.ndarray:
-    """Window centres in rows across the (hull of the) region, on the pixel-corner grid."""
-    hull = shapely.convex_hull(region)
-    if hull.is_empty or hull.area < side * side:
-        return np.zeros((0, 2))
-    cen = _erode_convex(hull, side / 2)
-    if cen.is_empty:
-        return np.zeros((0, 2))
-    if cen.geom_type == "Polygon":
-        return _row_centres(cen, side, pixel)
-    return _line_centres(cen, side, pixel)  # a degenerate erosion (a segment or a point)
+def _centres_of(regions: np.ndarray, side: float, pixel: float) -> tuple[np.ndarray, np.ndarray]:
+    """Window centres in rows across the (hull of each) region, on the pixel-corner grid.
+
+    Returns ``(centres, owner)``: centres (n, 2) grouped by region in order, and the
+    position in ``regions`` each belongs to.
+    """
+    hull = shapely.convex_hull(np.asarray(regions, dtype=object))
+    fit = np.flatnonzero(~shapely.is_empty(hull) & (shapely.area(hull) >= side * side))
+    cen = np.full(len(hull), None, dtype=object)
+    if len(fit):
+        cen[fit] = _erode_convex_all(hull[fit], side / 2)
+    ok = fit[~shapely.is_empty(cen[fit])] if len(fit) else fit
+    kind = shapely.get_type_id(cen[ok]) if len(ok) else np.zeros(0, np.int64)
+    poly = ok[kind == 3]
+    rows_xy, rows_of = _rows_centres(cen[poly], side, pixel)
+    parts, owners = [rows_xy], [poly[rows_of]]
+    for r in ok[kind != 3].tolist():  # a degenerate erosion (a segment or a point)
+        c = _line_centres(cen[r], side, pixel)
+        parts.append(c)
+        owners.append(np.full(len(c), r, dtype=np.int64))
+    xy = np.concatenate(parts).reshape(-1, 2)
+    owner = np.concatenate(owners).astype(np.int64)
+    order = np.argsort(owner, kind="stable")
+    return xy[order], owner[order]
 
 
 def _line_centres(cen, side: float, pixel: float) -> np.ndarray:
@@ -230,90 +251,175 @@ def _line_centres(cen, side: float, pixel: float) -> np.ndarray:
 
 
 def _row_centres(cen, side: float, pixel: float) -> np.ndarray:
-    """The rows of :func:`_candidate_centres` for a convex polygon, from its edges at once.
+    """:func:`_rows_centres` of one convex polygon."""
+    return _rows_centres(np.array([cen], dtype=object), side, pixel)[0]
+
+
+def _rows_centres(cens: np.ndarray, side: float, pixel: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of window centres of convex polygons, from their edges, all polygons at once.
 
     Each row ``y`` meets a convex polygon in one interval ``[a, b]``, spanned by the points
-    where the edges cross ``y`` (both ends of an edge that lies on it).
+    where the edges cross ``y`` (both ends of an edge that lies on it). Centres step
+    ``side`` from the first grid position at or right of ``a`` (by repeated addition, as
+    one walk along the row would). Returns ``(centres (n, 2), polygon of each)``, rows
+    from the top, each left to right.
     """
-    xy = shapely.get_coordinates(shapely.get_exterior_ring(cen))
-    x1, y1, x2, y2 = xy[:-1, 0], xy[:-1, 1], xy[1:, 0], xy[1:, 1]
-    ey0, ey1 = float(xy[:, 1].min()), float(xy[:, 1].max())
-    top = _snap_down(ey1, pixel)
-    n_rows = int(math.floor((top - (ey0 - 1e-6)) / side + 1e-12)) + 1 if top >= ey0 - 1e-6 else 0
-    if n_rows <= 0:
-        return np.zeros((0, 2))
-    cy = top - side * np.arange(n_rows)
-    lo, hi = np.minimum(y1, y2), np.maximum(y1, y2)
-    crosses = (lo[None, :] <= cy[:, None]) & (cy[:, None] <= hi[None, :])
+    empty = (np.zeros((0, 2)), np.zeros(0, np.int64))
+    if not len(cens):
+        return empty
+    half = pixel / 2
+    xy, idx = shapely.get_coordinates(shapely.get_exterior_ring(np.asarray(cens, dtype=object)), return_index=True)
+    n_pts = np.bincount(idx, minlength=len(cens))
+    start = np.concatenate([[0], np.cumsum(n_pts)[:-1]])
+    ey0 = np.minimum.reduceat(xy[:, 1], start)
+    ey1 = np.maximum.reduceat(xy[:, 1], start)
+    top = np.floor((ey1 - half) / pixel + 1e-9) * pixel + half  # _snap_down
+    n_rows = np.where(top >= ey0 - 1e-6, np.floor((top - (ey0 - 1e-6)) / side + 1e-12).astype(np.int64) + 1, 0)
+    n_rows = np.maximum(n_rows, 0)
+    if not n_rows.sum():
+        return empty
+    # rows: (polygon, y)
+    row_poly = np.repeat(np.arange(len(cens)), n_rows)
+    row_k = np.arange(len(row_poly)) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
+    cy = top[row_poly] - side * row_k.astype(float)
+    # (row, edge) pairs of the same polygon; a polygon's edges are its points but the last
+    n_edges = n_pts - 1
+    per_row = n_edges[row_poly]
+    pair_row = np.repeat(np.arange(len(row_poly)), per_row)
+    pair_edge = np.repeat(start[row_poly], per_row) + (np.arange(len(pair_row)) - np.repeat(np.cumsum(per_row) - per_row, per_row))
+    x1, y1 = xy[pair_edge, 0], xy[pair_edge, 1]
+    x2, y2 = xy[pair_edge + 1, 0], xy[pair_edge + 1, 1]
+    y = cy[pair_row]
+    crosses = (np.minimum(y1, y2) <= y) & (y <= np.maximum(y1, y2))
     dy = y2 - y1
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(dy[None, :] != 0, (cy[:, None] - y1[None, :]) / dy[None, :], 0.0)
-    xa = x1[None, :] + t * (x2 - x1)[None, :]
-    xb = np.where(dy[None, :] != 0, xa, x2[None, :])  # an edge on the row: both of its ends
-    a = np.where(crosses, np.minimum(xa, xb), np.inf).min(axis=1)
-    b = np.where(crosses, np.maximum(xa, xb), -np.inf).max(axis=1)
-    out = []
-    for y, lo_x, hi_x in zip(cy.tolist(), a.tolist(), b.tolist()):
-        if lo_x > hi_x:
-            continue
-        cx = _snap_up(lo_x, pixel)
-        while cx <= hi_x + 1e-6:
-            out.append((cx, y))
-            cx += side
-    return np.asarray(out, dtype=float).reshape(-1, 2)
+        t = np.where(dy != 0, (y - y1) / dy, 0.0)
+    xa = x1 + t * (x2 - x1)
+    xb = np.where(dy != 0, xa, x2)  # an edge on the row: both of its ends
+    first = np.cumsum(per_row) - per_row
+    a = np.minimum.reduceat(np.where(crosses, np.minimum(xa, xb), np.inf), first)
+    b = np.maximum.reduceat(np.where(crosses, np.maximum(xa, xb), -np.inf), first)
+    keep = a <= b
+    cx = np.ceil((a - half) / pixel - 1e-9) * pixel + half  # _snap_up
+    cols_x, cols_row = [], []
+    live = np.flatnonzero(keep & (cx <= b + 1e-6))
+    step = cx[live]
+    while len(live):
+        cols_x.append(step)
+        cols_row.append(live)
+        step = step + side
+        more = step <= b[live] + 1e-6
+        live, step = live[more], step[more]
+    if not cols_x:
+        return empty
+    rx, rr = np.concatenate(cols_x), np.concatenate(cols_row)
+    order = np.lexsort((rx, rr))  # by row (rows are in polygon, top-down order), then left to right
+    rx, rr = rx[order], rr[order]
+    return np.column_stack([rx, cy[rr]]), row_poly[rr]
+
+
+def _overlaps_within(x0: np.ndarray, y0: np.ndarray, ax: np.ndarray, ay: np.ndarray, s: float, limit: float) -> np.ndarray:
+    """(len(x0), len(ax)) overlap areas of windows with upper-left corners (x0, y0) and (ax, ay) above ``limit``."""
+    ov = np.maximum(0.0, s - np.abs(ax[None, :] - x0[:, None])) * np.maximum(0.0, s - np.abs(ay[None, :] - y0[:, None]))
+    return ov > limit
 
 
 class _Accepted:
-    """Accepted windows: a grid hash per CRS plus a coarse WGS84 hash across CRSs."""
+    """Accepted windows: a grid hash per CRS plus a coarse WGS84 hash across CRSs, queried a region at a time.
 
-    def __init__(self, side: float, max_overlap: float) -> None:
+    The CRS hash has cells of ``_CELL`` window sides holding arrays of corners; the WGS84
+    hash (0.25° cells) holds the windows' polygons and bounds for the comparison across zones.
+    """
+
+    _CELL = 8
+
+    def __init__(self, side: float, max_overlap: float, across_crs: bool) -> None:
         self.side = side
+        self.cell = self._CELL * side
         self.limit = max_overlap * side * side + 1e-6
-        self.by_crs: dict[int, dict[tuple[int, int], list[tuple[float, float]]]] = {}
-        self.wgs: dict[tuple[int, int], list[tuple[int, float, float, Any, tuple]]] = {}
+        self.across_crs = across_crs
+        self.by_crs: dict[int, dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]]] = {}
+        self.wgs: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
         self.cell_deg = 0.25
-        self.n_crs_seen: set[int] = set()
+        self.crs_seen: set[int] = set()
 
-    def _wgs_cells(self, bounds) -> list[tuple[int, int]]:
-        c = self.cell_deg
-        x0, y0, x1, y1 = bounds
-        return [
-            (i, j)
-            for i in range(math.floor(x0 / c), math.floor(x1 / c) + 1)
-            for j in range(math.floor(y0 / c), math.floor(y1 / c) + 1)
-        ]
+    def free(self, epsg: int, x0: np.ndarray, y0: np.ndarray, boxes: np.ndarray, polys: np.ndarray,
+             bounds: np.ndarray) -> np.ndarray:
+        """Which of one region's windows overlap no accepted window by more than the limit.
 
-    def free(self, epsg: int, x0: float, y0: float, poly_wgs, bounds) -> bool:
-        s = self.side
-        grid = self.by_crs.get(epsg, {})
-        ci, cj = math.floor(x0 / s), math.floor(y0 / s)
-        for di in (-1, 0, 1):
-            for dj in (-1, 0, 1):
-                for ax, ay in grid.get((ci + di, cj + dj), ()):
-                    ov = max(0.0, s - abs(ax - x0)) * max(0.0, s - abs(ay - y0))
-                    if ov > self.limit:
-                        return False
-        if len(self.n_crs_seen - {epsg}) == 0:
-            return True
-        own = None
-        bx0, by0, bx1, by1 = bounds
-        for cell in self._wgs_cells(bounds):
-            for other, ox, oy, opoly, (ox0, oy0, ox1, oy1) in self.wgs.get(cell, ()):
-                if other == epsg or ox0 > bx1 or ox1 < bx0 or oy0 > by1 or oy1 < by0 or not opoly.intersects(poly_wgs):
-                    continue
-                if own is None:
-                    own = shapely.box(x0, y0 - s, x0 + s, y0)
-                theirs = _project_to([opoly], epsg)[0]
-                if own.intersection(theirs).area > self.limit:
-                    return False
-        return True
+        Windows of one region are compared with each other as if accepted one after the
+        other (rows ``side`` apart never overlap, so this is a check, not a cost).
+        """
+        s, c = self.side, self.cell
+        ok = np.ones(len(x0), dtype=bool)
+        grid = self.by_crs.get(epsg)
+        if grid:
+            i0, i1 = math.floor((x0.min() - s) / c), math.floor((x0.max() + s) / c)
+            j0, j1 = math.floor((y0.min() - s) / c), math.floor((y0.max() + s) / c)
+            near = [chunk for i in range(i0, i1 + 1) for j in range(j0, j1 + 1) for chunk in grid.get((i, j), ())]
+            if near:
+                ax = np.concatenate([n[0] for n in near])
+                ay = np.concatenate([n[1] for n in near])
+                ok &= ~_overlaps_within(x0, y0, ax, ay, s, self.limit).any(axis=1)
+        if self.across_crs and (self.crs_seen - {epsg}) and ok.any():
+            ok &= ~self._across(epsg, boxes, polys, bounds)
+        if len(x0) > 1:
+            mutual = _overlaps_within(x0, y0, x0, y0, s, self.limit)
+            np.fill_diagonal(mutual, False)
+            if mutual.any():  # accept one after the other
+                for k in range(len(x0)):
+                    if ok[k]:
+                        later = mutual[k].copy()
+                        later[: k + 1] = False
+                        ok &= ~later
+        return ok
 
-    def add(self, epsg: int, x0: float, y0: float, poly_wgs, bounds) -> None:
-        s = self.side
-        self.by_crs.setdefault(epsg, {}).setdefault((math.floor(x0 / s), math.floor(y0 / s)), []).append((x0, y0))
-        self.n_crs_seen.add(epsg)
-        for cell in self._wgs_cells(bounds):
-            self.wgs.setdefault(cell, []).append((epsg, x0, y0, poly_wgs, tuple(bounds)))
+    def _across(self, epsg: int, boxes, polys, bounds) -> np.ndarray:
+        """Which windows overlap an accepted window of another zone by more than the limit."""
+        d = self.cell_deg
+        x0, y0 = math.floor(bounds[:, 0].min() / d), math.floor(bounds[:, 1].min() / d)
+        x1, y1 = math.floor(bounds[:, 2].max() / d), math.floor(bounds[:, 3].max() / d)
+        near = [chunk for i in range(x0, x1 + 1) for j in range(y0, y1 + 1) for chunk in self.wgs.get((i, j), ())
+                if chunk[0] != epsg]
+        hit = np.zeros(len(boxes), dtype=bool)
+        if not near:
+            return hit
+        opoly = np.concatenate([n[1] for n in near])
+        ob = np.concatenate([n[2] for n in near])
+        pi, oi = np.nonzero((ob[None, :, 0] <= bounds[:, None, 2]) & (ob[None, :, 2] >= bounds[:, None, 0])
+                            & (ob[None, :, 1] <= bounds[:, None, 3]) & (ob[None, :, 3] >= bounds[:, None, 1]))
+        if not len(pi):
+            return hit
+        touch = shapely.intersects(opoly[oi], polys[pi])
+        pi, oi = pi[touch], oi[touch]
+        if not len(pi):
+            return hit
+        theirs = _project_to(opoly[oi], epsg)
+        big = shapely.area(shapely.intersection(boxes[pi], theirs)) > self.limit
+        hit[pi[big]] = True
+        return hit
+
+    def add(self, epsg: int, x0: np.ndarray, y0: np.ndarray, polys: np.ndarray, bounds: np.ndarray) -> None:
+        """Accept windows (of one zone)."""
+        if not len(x0):
+            return
+        c = self.cell
+        grid = self.by_crs.setdefault(epsg, {})
+        ci, cj = np.floor(x0 / c).astype(np.int64), np.floor(y0 / c).astype(np.int64)
+        for i, j in set(zip(ci.tolist(), cj.tolist())):
+            sel = (ci == i) & (cj == j)
+            grid.setdefault((i, j), []).append((x0[sel], y0[sel]))
+        self.crs_seen.add(epsg)
+        if not self.across_crs:
+            return
+        d = self.cell_deg
+        i0, j0 = np.floor(bounds[:, 0] / d).astype(np.int64), np.floor(bounds[:, 1] / d).astype(np.int64)
+        i1, j1 = np.floor(bounds[:, 2] / d).astype(np.int64), np.floor(bounds[:, 3] / d).astype(np.int64)
+        for i in range(int(i0.min()), int(i1.max()) + 1):
+            for j in range(int(j0.min()), int(j1.max()) + 1):
+                sel = (i0 <= i) & (i <= i1) & (j0 <= j) & (j <= j1)
+                if sel.any():
+                    self.wgs.setdefault((i, j), []).append((epsg, polys[sel], bounds[sel]))
 
 
 def _windows_wgs84(epsg: int, x0: np.ndarray, y0: np.ndarray, side: float):
@@ -328,72 +434,104 @@ def _windows_wgs84(epsg: int, x0: np.ndarray, y0: np.ndarray, side: float):
     return polys, lon[:, 4], lat[:, 4]
 
 
-def _place_group(regions: list[tuple[int, int, int, tuple[int, ...]]], wkb: dict[int, bytes], epsg_of: dict[int, int],
-                 params: PlanParams) -> tuple[dict[str, list], dict[str, int]]:
+def _no_records() -> dict[str, np.ndarray]:
+    return {k: np.zeros(0, dtype=object if k in ("members", "geometry") else float if k in ("x0", "y0", "lon", "lat") else np.int64)
+            for k in _REC}
+
+
+_REC = ("position", "crs", "x0", "y0", "lon", "lat", "priority", "combination", "members", "geometry")
+
+
+def _place_group(regions: list[tuple[int, int, int, tuple[int, ...]]], geoms: dict[int, Any], epsg_of: dict[int, int],
+                 params: PlanParams) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Place the windows of one group of regions (whole components of the overlap graph), in order.
+
+    The geometry (regions, candidate windows, which lie inside every member, their WGS84
+    polygons) is computed for all regions at once; only the acceptance walks the regions
+    in order, a region's windows at a time.
 
     Args:
         regions: ``(position, priority, combination row, members)`` in placement order.
-        wkb: tile row -> WGS84 footprint (WKB) of every member.
+        geoms: tile row -> WGS84 footprint (a geometry or its WKB) of every member.
         epsg_of: tile row -> EPSG code of its grid.
 
     Returns:
-        ``(records, counts)``: records carry ``position`` (of their region) so that groups
-        can be merged back into the global placement order.
+        ``(records, counts)``: arrays per window (``_REC``) in placement order; records carry
+        ``position`` (of their region) so that groups can be merged back into the global
+        placement order.
     """
     side, pixel = params.side_m, params.pixel_m
-    utm_cache: dict[tuple[int, int], Any] = {}
-    wgs = {t: shapely.from_wkb(w) for t, w in wkb.items()}
-
-    def tile_utm(t: int, epsg: int):
-        key = (t, epsg)
-        if key not in utm_cache:
-            g = _project_to([wgs[t]], epsg)[0]
-            shapely.prepare(g)
-            utm_cache[key] = g
-        return utm_cache[key]
-
-    acc = _Accepted(side, params.max_overlap)
-    rec: dict[str, list] = {k: [] for k in ("position", "crs", "x0", "y0", "lon", "lat", "priority", "combination", "members", "geometry")}
     counts = dict(candidates=0, outside=0, overlapping=0)
-    for position, priority, combo, members in regions:
-        epsg = epsg_of[members[0]]
-        geoms = [tile_utm(m, epsg) for m in members]
-        region = geoms[0]
-        for g in geoms[1:]:
-            region = shapely.intersection(region, g)
-        centres = _candidate_centres(region, side, pixel)
-        if not len(centres):
-            continue
-        counts["candidates"] += len(centres)
-        x0 = centres[:, 0] - side / 2
-        y0 = centres[:, 1] + side / 2
-        boxes = shapely.box(x0, y0 - side, x0 + side, y0)
-        inside = np.ones(len(boxes), dtype=bool)
-        for g in geoms:
-            inside &= shapely.contains(g, boxes)
-        counts["outside"] += int((~inside).sum())
-        if not inside.any():
-            continue
-        x0, y0 = x0[inside], y0[inside]
-        polys, lon, lat = _windows_wgs84(epsg, x0, y0, side)
-        bounds = shapely.bounds(polys).tolist()
-        for k in range(len(x0)):
-            if not acc.free(epsg, float(x0[k]), float(y0[k]), polys[k], bounds[k]):
-                counts["overlapping"] += 1
-                continue
-            acc.add(epsg, float(x0[k]), float(y0[k]), polys[k], bounds[k])
-            rec["position"].append(position)
-            rec["crs"].append(epsg)
-            rec["x0"].append(float(x0[k]))
-            rec["y0"].append(float(y0[k]))
-            rec["lon"].append(float(lon[k]))
-            rec["lat"].append(float(lat[k]))
-            rec["priority"].append(priority)
-            rec["combination"].append(combo)
-            rec["members"].append(list(members))
-            rec["geometry"].append(polys[k])
-    rec["geometry"] = list(shapely.to_wkb(np.asarray(rec["geometry"], dtype=object))) if rec["geometry"] else []
+    if not regions:
+        return _no_records(), counts
+    tiles = sorted(geoms)
+    col = {t: i for i, t in enumerate(tiles)}
+    wgs = np.asarray([geoms[t] for t in tiles], dtype=object)
+    if len(wgs) and isinstance(wgs[0], (bytes, bytearray)):
+        wgs = shapely.from_wkb(wgs)
+    t_epsg = np.asarray([int(epsg_of[t]) for t in tiles], dtype=np.int64)
+    utm = np.empty(len(tiles), dtype=object)
+    for e in np.unique(t_epsg).tolist():  # each tile in its own zone (regions never mix zones)
+        sel = t_epsg == e
+        utm[sel] = _project_to(wgs[sel], e)
+    shapely.prepare(utm)
+
+    n_reg = len(regions)
+    n_mem = np.asarray([len(r[3]) for r in regions], dtype=np.int64)
+    mem = np.full((n_reg, int(n_mem.max())), -1, dtype=np.int64)
+    for r, (_, _, _, members) in enumerate(regions):
+        mem[r, : len(members)] = [col[m] for m in members]
+    r_epsg = t_epsg[mem[:, 0]]
+    area = utm[mem[:, 0]].copy()
+    for k in range(1, mem.shape[1]):
+        sel = np.flatnonzero(n_mem > k)
+        area[sel] = shapely.intersection(area[sel], utm[mem[sel, k]])
+    centres, owner = _centres_of(area, side, pixel)
+    counts["candidates"] = len(centres)
+    x0 = centres[:, 0] - side / 2
+    y0 = centres[:, 1] + side / 2
+    boxes = shapely.box(x0, y0 - side, x0 + side, y0)
+    inside = np.ones(len(boxes), dtype=bool)
+    for k in range(mem.shape[1]):
+        sel = np.flatnonzero(n_mem[owner] > k)
+        inside[sel] &= shapely.contains(utm[mem[owner[sel], k]], boxes[sel])
+    counts["outside"] = int((~inside).sum())
+    keep = np.flatnonzero(inside)
+    x0, y0, boxes, owner = x0[keep], y0[keep], boxes[keep], owner[keep]
+    polys = np.empty(len(keep), dtype=object)
+    lon, lat = np.zeros(len(keep)), np.zeros(len(keep))
+    w_epsg = r_epsg[owner]
+    for e in np.unique(w_epsg).tolist():
+        sel = np.flatnonzero(w_epsg == e)
+        polys[sel], lon[sel], lat[sel] = _windows_wgs84(e, x0[sel], y0[sel], side)
+    bounds = shapely.bounds(polys) if len(polys) else np.zeros((0, 4))
+
+    acc = _Accepted(side, params.max_overlap, across_crs=len(set(t_epsg.tolist())) > 1)
+    edges = np.flatnonzero(np.diff(np.concatenate([[-1], owner, [n_reg]])))  # region runs among the windows
+    taken = np.zeros(len(owner), dtype=bool)
+    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        e = int(w_epsg[a])
+        ok = acc.free(e, x0[a:b], y0[a:b], boxes[a:b], polys[a:b], bounds[a:b])
+        taken[a:b] = ok
+        acc.add(e, x0[a:b][ok], y0[a:b][ok], polys[a:b][ok], bounds[a:b][ok])
+    counts["overlapping"] = int((~taken).sum())
+    pick = np.flatnonzero(taken)
+    reg = owner[pick]
+    members = np.empty(n_reg, dtype=object)
+    for r, region in enumerate(regions):
+        members[r] = list(region[3])
+    rec = {
+        "position": np.asarray([r[0] for r in regions], dtype=np.int64)[reg],
+        "crs": w_epsg[pick],
+        "x0": x0[pick],
+        "y0": y0[pick],
+        "lon": lon[pick],
+        "lat": lat[pick],
+        "priority": np.asarray([r[1] for r in regions], dtype=np.int64)[reg],
+        "combination": np.asarray([r[2] for r in regions], dtype=np.int64)[reg],
+        "members": members[reg],
+        "geometry": polys[pick],
+    }
     return rec, counts
 
 
@@ -512,8 +650,7 @@ def place_patches(
     for _, c in results:
         for k, v in c.items():
             counts[k] += v
-    cols = ("position", "crs", "x0", "y0", "lon", "lat", "priority", "combination", "members", "geometry")
-    rec = {k: [v for r, _ in results for v in r[k]] for k in cols}
+    rec = {k: np.concatenate([r[k] for r, _ in results]) for k in _REC} if results else _no_records()
     # back to the global placement order: by region, then by position within the region
     seq = np.concatenate([np.arange(len(r["position"])) for r, _ in results]) if results else np.zeros(0, np.int64)
     pos = np.asarray(rec["position"], dtype=np.int64)
@@ -581,9 +718,12 @@ def _views_of(patches: pd.DataFrame, tf: pd.DataFrame, params: PlanParams) -> pd
     v["id"] = tf["id"].to_numpy()[v["tf"]]
     v["datatake"] = tf["datatake"].to_numpy()[v["tf"]]
     v["datetime"] = tf["datetime"].to_numpy()[v["tf"]]
-    members = patches.set_index("patch")["members"]
-    mset = {(int(p), int(t)) for p, ms in members.items() for t in ms}
-    v["member"] = [(int(p), int(t)) in mset for p, t in zip(v["patch"], v["tile"])]
+    ms = patches["members"].to_numpy()
+    n_ms = np.fromiter((len(m) for m in ms), dtype=np.int64, count=len(ms))
+    flat = np.fromiter((t for m in ms for t in m), dtype=np.int64, count=int(n_ms.sum()))
+    width = np.int64(max(int(tf["tile"].max()) if len(tf) else 0, int(flat.max()) if len(flat) else 0) + 1)
+    pairs = np.repeat(patches["patch"].to_numpy(dtype=np.int64), n_ms) * width + flat
+    v["member"] = np.isin(v["patch"].to_numpy(dtype=np.int64) * width + v["tile"].to_numpy(dtype=np.int64), pairs)
     if not params.wide_views:
         v = v[v["member"].to_numpy()]
     v = v.sort_values(["patch", "datatake", "member", "tile"], ascending=[True, True, False, True], kind="stable")
@@ -821,26 +961,30 @@ def _task_regions(combo_parts: list[tuple[str, int]], owned: np.ndarray,
     return regions, counts
 
 
-def _patches_frame(rec: dict[str, list], order: np.ndarray | None = None) -> gpd.GeoDataFrame:
-    """Placed windows as a frame, numbered from 0, in ``order`` (default: by region position, then as placed)."""
+def _patches_frame(rec: dict[str, np.ndarray], order: np.ndarray | None = None) -> gpd.GeoDataFrame:
+    """Placed windows (``_place_group`` records) as a frame, numbered from 0, in ``order`` (default: by region
+    position, then as placed)."""
     pos = np.asarray(rec["position"], dtype=np.int64)
     if order is None:
         order = np.lexsort((np.arange(len(pos)), pos))
     n = len(pos)
-    geom = shapely.from_wkb(np.asarray(rec["geometry"], dtype=object)[order]) if n else np.zeros(0, dtype=object)
+
+    def col(key: str, dtype) -> np.ndarray:
+        return np.asarray(rec[key], dtype=dtype)[order] if n else np.zeros(0, dtype)
+
     return gpd.GeoDataFrame(
         {
             "patch": np.arange(n, dtype=np.int64),
-            "crs": np.asarray(rec["crs"], dtype=np.int32)[order] if n else np.zeros(0, np.int32),
-            "x0": np.asarray(rec["x0"], dtype=float)[order] if n else np.zeros(0),
-            "y0": np.asarray(rec["y0"], dtype=float)[order] if n else np.zeros(0),
-            "lon": np.asarray(rec["lon"], dtype=float)[order] if n else np.zeros(0),
-            "lat": np.asarray(rec["lat"], dtype=float)[order] if n else np.zeros(0),
-            "priority": np.asarray(rec["priority"], dtype=np.int16)[order] if n else np.zeros(0, np.int16),
-            "combination": np.asarray(rec["combination"], dtype=np.int64)[order] if n else np.zeros(0, np.int64),
-            "members": pd.Series([rec["members"][i] for i in order], dtype=object),
+            "crs": col("crs", np.int32),
+            "x0": col("x0", float),
+            "y0": col("y0", float),
+            "lon": col("lon", float),
+            "lat": col("lat", float),
+            "priority": col("priority", np.int16),
+            "combination": col("combination", np.int64),
+            "members": pd.Series(list(col("members", object)), dtype=object),
         },
-        geometry=gpd.GeoSeries(np.asarray(geom, dtype=object), crs=4326).values,
+        geometry=gpd.GeoSeries(col("geometry", object), crs=4326).values,
         crs=4326,
     )
 
@@ -861,8 +1005,9 @@ def _plan_bundle(k: int, tf: pd.DataFrame | tuple, owned: np.ndarray, combo_part
     regions, counts = _task_regions(combo_parts, owned, tile_rows, epsg, params, storage_options)
     members = {m for r in regions for m in r[3]}
     row_of = {int(t): i for i, t in enumerate(tile_rows.tolist())}
-    wkb = {m: shapely.to_wkb(tf["geometry"].iat[row_of[m]]) for m in members}
-    rec, placed = _place_group(regions, wkb, {m: int(epsg[row_of[m]]) for m in members}, params)
+    footprints = tf["geometry"].to_numpy()
+    rec, placed = _place_group(regions, {m: footprints[row_of[m]] for m in members},
+                               {m: int(epsg[row_of[m]]) for m in members}, params)
     counts.update(placed)
     patches = _patches_frame(rec)
     counts["placed"] = len(patches)
@@ -923,7 +1068,7 @@ def _planning_copy(catalog_url: str, base: str, storage_options, patch_px: int) 
     """
     import pyarrow.parquet as pq
 
-    from spectralearth.catalog.catalogio import TILES_FILE
+    from spectralearth.catalog.catalogio import TILES_FILE, _read_parquet
     from spectralearth.pipelines.overlaps import COMPONENTS_NAME, GRID_COLUMNS, PLANNING_TILES_NAME
     from spectralearth.platform import storage, tables
 
@@ -936,16 +1081,19 @@ def _planning_copy(catalog_url: str, base: str, storage_options, patch_px: int) 
     if float(doc.get("min_area_m2", math.inf)) > float(patch_px) ** 2:
         return None
     parts = tables.part_urls(purl, storage_options, doc=doc)
-    if not parts or not set(GRID_COLUMNS) <= set(pq.read_schema(io.BytesIO(storage.read_bytes(parts[0], storage_options))).names):
+    if not parts:
         return None
+    fs, path = storage.filesystem(parts[0], storage_options)
+    with fs.open(path, "rb") as f:  # the footer only
+        if not set(GRID_COLUMNS) <= set(pq.read_schema(f).names):
+            return None
     try:
         comps = pq.read_table(io.BytesIO(storage.read_bytes(curl, storage_options)),
                               columns=["id", "component", "usable", "planning_part"])
-        ids = pq.read_table(io.BytesIO(storage.read_bytes(storage.join(catalog_url, TILES_FILE), storage_options)),
-                            columns=["id"])
+        ids = _read_parquet(storage.join(catalog_url, TILES_FILE), storage_options, columns=["id"])
     except (FileNotFoundError, KeyError, ValueError):
         return None
-    if comps.num_rows != ids.num_rows or not comps.column("id").cast("string").equals(ids.column("id").cast("string")):
+    if ids is None or comps.num_rows != ids.num_rows or not comps.column("id").cast("string").equals(ids.column("id").cast("string")):
         return None
     return comps.drop(["id"]).to_pandas(), parts
 

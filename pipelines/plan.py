@@ -13,8 +13,8 @@ Placement (geometry only, deterministic):
   (``side`` apart, from the top of that region); each row starts at the leftmost
   grid position that fits in that row and steps ``side`` to the right. A window is
   kept only if it lies inside the valid footprint of every member.
-- **De-duplication.** Accepted windows go into a grid hash per CRS (cells of one
-  window side) and a coarse WGS84 hash across CRSs; a window overlapping an
+- **De-duplication.** Accepted windows go into a grid hash per CRS (cells of eight
+  window sides) and a coarse WGS84 hash across CRSs; a window overlapping an
   accepted one by more than ``max_overlap`` of its area is rejected. Windows of
   different zones are compared after projecting the other window into this zone.
 

@@ -156,6 +156,47 @@ def test_row_centres_match_line_intersections():
     assert checked > 300
 
 
+def test_rows_of_many_polygons_at_once_are_each_polygons_rows():
+    """Batched rows of window centres keep each polygon's rows together, in order, as one polygon at a time gives them."""
+    import shapely
+
+    from spectralearth.pipelines.plan import _erode_convex_all, _row_centres, _rows_centres
+
+    rng = np.random.default_rng(11)
+    side, pixel = 3840.0, 30.0
+    hulls = [shapely.convex_hull(shapely.multipoints(rng.uniform(0, 50_000, size=(int(rng.integers(3, 10)), 2))
+                                                     + rng.uniform(-1e6, 1e6, 2).round(-3))) for _ in range(300)]
+    hulls = np.asarray([h for h in hulls if h.geom_type == "Polygon" and h.area > side * side], dtype=object)
+    cens = _erode_convex_all(hulls, side / 2)
+    cens = cens[(~shapely.is_empty(cens)) & (shapely.get_type_id(cens) == 3)]
+    xy, owner = _rows_centres(cens, side, pixel)
+    assert len(cens) > 100 and len(xy) > 1000
+    assert np.all(np.diff(owner) >= 0)
+    for k in range(len(cens)):
+        np.testing.assert_array_equal(xy[owner == k], _row_centres(cens[k], side, pixel))
+
+
+def test_windows_of_one_region_are_accepted_as_one_after_the_other():
+    """A region's windows that overlap each other are accepted in order (each one against those accepted before it)."""
+    import shapely
+
+    from spectralearth.pipelines.plan import _Accepted
+
+    side = 100.0
+    acc = _Accepted(side, max_overlap=0.0, across_crs=False)
+    x0 = np.array([0.0, 50.0, 100.0, 150.0, 400.0])  # each overlaps the next by half, the last stands alone
+    y0 = np.zeros(5)
+    boxes = shapely.box(x0, y0 - side, x0 + side, y0)
+    bounds = shapely.bounds(boxes)
+    ok = acc.free(32633, x0, y0, boxes, boxes, bounds)
+    assert ok.tolist() == [True, False, True, False, True]
+    acc.add(32633, x0[ok], y0[ok], boxes[ok], bounds[ok])
+    again = acc.free(32633, x0 + 10.0, y0, boxes, boxes, bounds)  # every shifted window overlaps an accepted one
+    assert not again.any()
+    elsewhere = acc.free(32634, x0, y0, boxes, boxes, bounds)  # another zone's grid is not this one's
+    assert elsewhere.tolist() == [True, False, True, False, True]
+
+
 @pytest.fixture(scope="module")
 def footprint_catalog(tmp_path_factory):
     """A footprint-only catalog of 300 tiles, indexed, with its overlap graph and combinations."""

@@ -64,10 +64,14 @@ def write_items(items: Sequence[Mapping[str, Any]], catalog_url: str, *, storage
 
 
 def _read_parquet(url: str, storage_options: Mapping[str, Any] | None, columns=None) -> pa.Table | None:
+    """The table at ``url`` (None if absent): read whole in one request, or with ``columns`` only those
+    columns' chunks (the footer says where they are), so one column of a large catalog costs its own bytes."""
     fs, path = filesystem(url, storage_options)
     if not fs.exists(path):
         return None
     with fs.open(path, "rb") as f:
+        if columns is not None:
+            return pq.read_table(f, columns=columns)
         data = f.read()
     return pq.read_table(io.BytesIO(data), columns=columns)
 

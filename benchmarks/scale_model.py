@@ -325,8 +325,9 @@ def _current_section(cl: dict) -> list[str]:
         n = r.get("counts", {})
         out.append(f"| {c} | {r.get('work', {}).get('tiles', 0):,} | {st} | {p['wall_s']} | {p['cpu_s']} | {p['peak_rss_gb']} | "
                    f"{cg} | {n.get('combinations', 0):,} | {n.get('patches', 0):,} | {n.get('views', 0):,} | {rw} | {rc} |")
-    out += ["", "Load average (1 min) when each case started: "
-            + ", ".join(f"{c} {r['load_average_1min']}" for c, r in rows if "load_average_1min" in r) + ".", ""]
+    out += ["", "Each case's start and the load average (1 min) then: "
+            + ", ".join(f"{c} {r.get('started', '?')} ({r['load_average_1min']})" for c, r in rows if "load_average_1min" in r)
+            + ".", ""]
     return out
 
 

@@ -343,7 +343,8 @@ def main() -> None:
     sc = scale.get("cases", {})
     fit = _revisits_fit(sc, scale.get("peers", {}))
     bfig = _bound_figures(bound, sc)
-    now = load("scale_client").get("cases", {}).get("base", {})
+    client_run = load("scale_client")
+    now = client_run.get("cases", {}).get("base", {})
     base = now if now.get("planning") else sc.get("base", {})
     if base.get("planning"):
         plan_cpu_per_tile = base["planning"]["cpu_s"] / base.get("work", {}).get("tiles", 11_636)
@@ -434,12 +435,12 @@ def main() -> None:
         "  copy of the tiles (`planning_tiles.parquet`, Hilbert-ordered parts) from which the combinations and",
         "  plan jobs' tasks read their own tiles, so those jobs' processes hold integers per tile and the tasks'",
         "  counts. "
-        + _client_memory_sentence(sc, scale.get("peers", {})) + _fresh_client_sentence(load("scale_client"), sc),
+        + _client_memory_sentence(sc, scale.get("peers", {})) + _fresh_client_sentence(client_run, sc),
         "* **Revisits**: " + _revisit_sentence(sc, fit),
         "* " + _bound_sentence(bfig, sc, fit),
         "",
     ]
-    lines += _current_section(load("scale_client"))
+    lines += _current_section(client_run)
     if sc:
         lines += [f"## Measured: every case, with earlier code (`bench_scale.py`, `scale.json`, {scale.get('when', '?')})", "",
                   "Before the planning copy and the vectorised placement; the machine was faster then (see the "

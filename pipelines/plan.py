@@ -179,14 +179,16 @@ def _to_wgs84(epsg: int):
 # --------------------------------------------------------------------------- placement
 
 
-def _snap_up(v: float, pixel: float) -> float:
+def _snap_up(v, pixel: float):
+    """The first grid position (pixel corners ≡ pixel/2 mod pixel) at or above ``v`` (a number or an array)."""
     half = pixel / 2
-    return math.ceil((v - half) / pixel - 1e-9) * pixel + half
+    return np.ceil((v - half) / pixel - 1e-9) * pixel + half
 
 
-def _snap_down(v: float, pixel: float) -> float:
+def _snap_down(v, pixel: float):
+    """The last grid position at or below ``v`` (a number or an array)."""
     half = pixel / 2
-    return math.floor((v - half) / pixel + 1e-9) * pixel + half
+    return np.floor((v - half) / pixel + 1e-9) * pixel + half
 
 
 _CORNERS = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
@@ -267,15 +269,13 @@ def _rows_centres(cens: np.ndarray, side: float, pixel: float) -> tuple[np.ndarr
     empty = (np.zeros((0, 2)), np.zeros(0, np.int64))
     if not len(cens):
         return empty
-    half = pixel / 2
     xy, idx = shapely.get_coordinates(shapely.get_exterior_ring(np.asarray(cens, dtype=object)), return_index=True)
     n_pts = np.bincount(idx, minlength=len(cens))
     start = np.concatenate([[0], np.cumsum(n_pts)[:-1]])
     ey0 = np.minimum.reduceat(xy[:, 1], start)
     ey1 = np.maximum.reduceat(xy[:, 1], start)
-    top = np.floor((ey1 - half) / pixel + 1e-9) * pixel + half  # _snap_down
+    top = _snap_down(ey1, pixel)
     n_rows = np.where(top >= ey0 - 1e-6, np.floor((top - (ey0 - 1e-6)) / side + 1e-12).astype(np.int64) + 1, 0)
-    n_rows = np.maximum(n_rows, 0)
     if not n_rows.sum():
         return empty
     # rows: (polygon, y)
@@ -300,7 +300,7 @@ def _rows_centres(cens: np.ndarray, side: float, pixel: float) -> tuple[np.ndarr
     a = np.minimum.reduceat(np.where(crosses, np.minimum(xa, xb), np.inf), first)
     b = np.maximum.reduceat(np.where(crosses, np.maximum(xa, xb), -np.inf), first)
     keep = a <= b
-    cx = np.ceil((a - half) / pixel - 1e-9) * pixel + half  # _snap_up
+    cx = _snap_up(a, pixel)
     cols_x, cols_row = [], []
     live = np.flatnonzero(keep & (cx <= b + 1e-6))
     step = cx[live]
@@ -1088,12 +1088,11 @@ def _planning_copy(catalog_url: str, base: str, storage_options, patch_px: int) 
         if not set(GRID_COLUMNS) <= set(pq.read_schema(f).names):
             return None
     try:
-        comps = pq.read_table(io.BytesIO(storage.read_bytes(curl, storage_options)),
-                              columns=["id", "component", "usable", "planning_part"])
+        comps = _read_parquet(curl, storage_options, columns=["id", "component", "usable", "planning_part"])
         ids = _read_parquet(storage.join(catalog_url, TILES_FILE), storage_options, columns=["id"])
     except (FileNotFoundError, KeyError, ValueError):
         return None
-    if ids is None or comps.num_rows != ids.num_rows or not comps.column("id").cast("string").equals(ids.column("id").cast("string")):
+    if comps is None or ids is None or comps.num_rows != ids.num_rows or not comps.column("id").cast("string").equals(ids.column("id").cast("string")):
         return None
     return comps.drop(["id"]).to_pandas(), parts
 
@@ -1285,14 +1284,13 @@ def _offsets(firsts: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 def _tiles_with_masks(catalog_url: str, storage_options: Mapping[str, Any] | None) -> int:
     """Tiles of the catalog with a QL quality mask asset, counted from the ``assets`` column alone."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    from spectralearth.catalog.catalogio import TILES_FILE
+    from spectralearth.catalog.catalogio import TILES_FILE, _read_parquet
     from spectralearth.platform import storage
 
-    fs, path = storage.filesystem(storage.join(catalog_url, TILES_FILE), storage_options)
-    with fs.open(path, "rb") as f:
-        table = pq.read_table(f, columns=["assets"])
+    table = _read_parquet(storage.join(catalog_url, TILES_FILE), storage_options, columns=["assets"])
+    if table is None:
+        raise FileNotFoundError(f"no tile table in the catalog {storage.redact(catalog_url)}")
     assets = table.column("assets").combine_chunks()
     names = {f.name for f in assets.type} if hasattr(assets.type, "num_fields") else set()
     mask = None

@@ -180,7 +180,10 @@ def grown_catalog(base_catalog: str, out_catalog: str, factor: int, how: str, se
     Path(out_catalog).mkdir(parents=True, exist_ok=True)
     grown = pa.concat_tables(parts)
     meta = table.schema.metadata
-    pq.write_table(grown.replace_schema_metadata(meta), f"{out_catalog}/tiles.parquet")
+    from spectralearth.catalog.catalogio import CATALOG_ROW_GROUP
+
+    # row groups as ``index`` writes them (the overlaps job's tasks read a few groups each)
+    pq.write_table(grown.replace_schema_metadata(meta), f"{out_catalog}/tiles.parquet", row_group_size=CATALOG_ROW_GROUP)
     for f in Path(base_catalog).iterdir():
         if f.is_file() and f.name not in ("tiles.parquet",) and f.suffix == ".json":
             (Path(out_catalog) / f.name).write_bytes(f.read_bytes())

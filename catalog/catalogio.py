@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -25,7 +26,9 @@ __all__ = [
     "read_ids",
     "read_item_dicts",
     "read_table",
+    "read_tile_groups",
     "read_tiles",
+    "tile_layout",
     "write_items",
     "write_table",
 ]
@@ -55,12 +58,30 @@ def write_items(items: Sequence[Mapping[str, Any]], catalog_url: str, *, storage
     with tempfile.TemporaryDirectory(prefix="spectralearth-items-") as tmp:
         path = os.path.join(tmp, TILES_FILE)
         if items:
-            reader = parse_stac_items_to_arrow(list(items), chunk_size=8192)
-            to_parquet(reader, path)
+            reader = parse_stac_items_to_arrow(list(items), chunk_size=CATALOG_ROW_GROUP)
+            to_parquet(reader, path + ".whole")
+            _regroup(path + ".whole", path)
         else:
             pq.write_table(pa.table({"id": pa.array([], pa.string())}), path)
         with open(path, "rb") as f:
             atomic_write_bytes(url, f.read(), storage_options)
+
+
+CATALOG_ROW_GROUP = 8_192
+"""Rows per row group of ``tiles.parquet``: the planning jobs' tasks read a few groups each (their bytes, not
+the catalog's), so the process that schedules them never decodes the footprints of a whole archive."""
+
+
+def _regroup(src: str, dst: str) -> None:
+    """Copy a parquet file into row groups of :data:`CATALOG_ROW_GROUP` rows (schema and its metadata kept).
+
+    stac-geoparquet's writer buffers its batches into row groups of up to 1 Mi rows, i.e. one
+    group for any catalog this size; a task could then only read all of it.
+    """
+    pf = pq.ParquetFile(src)
+    with pq.ParquetWriter(dst, pf.schema_arrow) as writer:
+        for batch in pf.iter_batches(batch_size=CATALOG_ROW_GROUP):
+            writer.write_batch(batch, row_group_size=CATALOG_ROW_GROUP)
 
 
 def _read_parquet(url: str, storage_options: Mapping[str, Any] | None, columns=None) -> pa.Table | None:
@@ -122,33 +143,75 @@ def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = 
         FileNotFoundError: no catalog at ``catalog_url``.
         ValueError: the catalog has no tiles.
     """
-    import geopandas as gpd
-    import shapely
-
     url = join(catalog_url, TILES_FILE)
     fs, path = filesystem(url, storage_options)
     if not fs.exists(path):
         raise FileNotFoundError(f"no tile catalog at {catalog_url} (expected {TILES_FILE}; run `spectralearth index` first)")
-    import numpy as np
-    import pandas as pd
-
     with fs.open(path, "rb") as f:
         pf = pq.ParquetFile(f)
-        names = set(pf.schema_arrow.names)
+        if pf.metadata.num_rows == 0 or "geometry" not in set(pf.schema_arrow.names):
+            raise ValueError(f"the tile catalog at {catalog_url} is empty (no tiles indexed; see quarantine.parquet)")
+        return _tile_frame(pf, None, columns, simplify_deg)
+
+
+def tile_layout(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None) -> tuple[list[int], list[str]]:
+    """Rows in each row group of the catalog's tile table and its column names (the footer only), for tasks
+    that read a few groups each.
+
+    Raises:
+        FileNotFoundError: no catalog at ``catalog_url``.
+        ValueError: the catalog has no tiles.
+    """
+    fs, path = filesystem(join(catalog_url, TILES_FILE), storage_options)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"no tile catalog at {catalog_url} (expected {TILES_FILE}; run `spectralearth index` first)")
+    with fs.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        names = list(pf.schema_arrow.names)
         if pf.metadata.num_rows == 0 or "geometry" not in names:
             raise ValueError(f"the tile catalog at {catalog_url} is empty (no tiles indexed; see quarantine.parquet)")
-        want = [c for c in dict.fromkeys([*TILE_COLUMNS, *(columns or ())]) if c in names and c != "geometry"]
-        frames, geoms = [], []
-        for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=["geometry", *want]):
-            g = shapely.from_wkb(batch.column("geometry").to_numpy(zero_copy_only=False))
-            if simplify_deg:
-                ok = ~pd.isna(g)
-                ok[ok] = ~shapely.is_empty(g[ok]) & shapely.is_valid(g[ok]) & np.isin(shapely.get_type_id(g[ok]), (3, 6))
-                g[ok] = shapely.simplify(g[ok], simplify_deg, preserve_topology=True)
-            geoms.append(g)
-            frames.append(pa.Table.from_batches([batch.drop_columns(["geometry"])]))
-    df = pa.concat_tables(frames).to_pandas()
-    gdf = gpd.GeoDataFrame(df, geometry=np.concatenate(geoms), crs="EPSG:4326")
+        return [pf.metadata.row_group(k).num_rows for k in range(pf.metadata.num_row_groups)], names
+
+
+def read_tile_groups(catalog_url: str, row_groups: Sequence[int], *, storage_options: Mapping[str, Any] | None = None,
+                     columns: Sequence[str] | None = None, simplify_deg: float | None = None):
+    """The rows of some row groups of the tile table, as :func:`read_tiles` gives them (index: row in the whole table).
+
+    Only those groups' column chunks are read (the footer says where they are), so a task
+    that reads a few groups costs their bytes, not the catalog's.
+    """
+    fs, path = filesystem(join(catalog_url, TILES_FILE), storage_options)
+    with fs.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        sizes = [pf.metadata.row_group(k).num_rows for k in range(pf.metadata.num_row_groups)]
+        gdf = _tile_frame(pf, list(row_groups), columns, simplify_deg)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    gdf.index = np.concatenate([np.arange(starts[k], starts[k] + sizes[k]) for k in row_groups]) if len(row_groups) else []
+    return gdf
+
+
+def _tile_frame(pf, row_groups, columns, simplify_deg):
+    """Decode the tile table (or some of its row groups) a batch at a time; see :func:`read_tiles`."""
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    names = set(pf.schema_arrow.names)
+    want = [c for c in dict.fromkeys([*TILE_COLUMNS, *(columns or ())]) if c in names and c != "geometry"]
+    frames, geoms = [], []
+    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=["geometry", *want], row_groups=row_groups):
+        g = shapely.from_wkb(batch.column("geometry").to_numpy(zero_copy_only=False))
+        if simplify_deg:
+            ok = ~pd.isna(g)
+            ok[ok] = ~shapely.is_empty(g[ok]) & shapely.is_valid(g[ok]) & np.isin(shapely.get_type_id(g[ok]), (3, 6))
+            g[ok] = shapely.simplify(g[ok], simplify_deg, preserve_topology=True)
+        geoms.append(g)
+        frames.append(pa.Table.from_batches([batch.drop_columns(["geometry"])]))
+    if frames:
+        df = pa.concat_tables(frames).to_pandas()
+    else:  # no row groups asked for
+        df = pa.schema([pf.schema_arrow.field(c) for c in want]).empty_table().to_pandas()
+    gdf = gpd.GeoDataFrame(df, geometry=np.concatenate(geoms) if geoms else np.array([], dtype=object), crs="EPSG:4326")
     if "datetime" in gdf:
         gdf["datetime"] = pd.to_datetime(gdf["datetime"], utc=True)
     for col in ("enmap:datatake_id", "enmap:tile_id"):

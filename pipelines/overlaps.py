@@ -208,6 +208,69 @@ has ~13. Measured on the 11,636 tiles of the scale benchmark: the largest change
 footprint's area is 1e-13 of it (see ``tests/test_overlaps.py``)."""
 
 
+def _check_rows(geoms: np.ndarray, datatake: np.ndarray, simplify_deg: float, *, simplified: bool):
+    """The per-row checks of :func:`prepare_tiles` (everything but the duplicates, which need the whole table).
+
+    Returns:
+        ``(geoms, reason, invalid)``: the footprints (invalid ones repaired, usable ones
+        simplified; ``simplified``: the valid ones already were), the reason a row is set
+        aside ("" if usable so far) and which rows were repaired.
+    """
+    reason = np.full(len(geoms), "", dtype=object)
+    missing = pd.isna(geoms)
+    geoms = np.where(missing, shapely.Polygon(), geoms)
+    reason[missing | shapely.is_empty(geoms)] = "empty footprint"
+    invalid = (reason == "") & ~shapely.is_valid(geoms)
+    if invalid.any():
+        geoms[invalid] = polygonal(shapely.make_valid(geoms[invalid]))
+    areal = np.isin(shapely.get_type_id(geoms), (3, 6))
+    reason[(reason == "") & ~areal] = "footprint is not a polygon"
+    reason[(reason == "") & (shapely.area(geoms) <= 0)] = "footprint has no area"
+    reason[(reason == "") & np.isnan(np.asarray(datatake, dtype=float))] = f"missing {DATATAKE}"
+    ok = reason == ""
+    todo = ok & invalid if simplified else ok
+    if simplify_deg > 0 and todo.any():
+        geoms[todo] = shapely.simplify(geoms[todo], simplify_deg, preserve_topology=True)
+    return geoms, reason, invalid
+
+
+def _supersede(reason: np.ndarray, datatake: np.ndarray, tile_id: np.ndarray, ids) -> None:
+    """Set aside (in ``reason``) every delivery of a (datatake, tile) but the newest (largest product id).
+
+    Only the rows of keys that occur more than once are compared (sorted integers find them;
+    ``ids`` is any sequence that numpy can index, e.g. a pyarrow array), so a catalog without
+    duplicates costs two sorts of integers, not a group-by of its ids.
+    """
+    pos = np.flatnonzero(reason == "")
+    dt, t = np.asarray(datatake, dtype=float)[pos], np.asarray(tile_id)[pos]
+    order = np.lexsort((t, dt))
+    same = (dt[order][1:] == dt[order][:-1]) & (t[order][1:] == t[order][:-1])
+    if not same.any():
+        return
+    in_dup = np.zeros(len(order), dtype=bool)
+    in_dup[1:] |= same
+    in_dup[:-1] |= same
+    rows = np.sort(pos[order[in_dup]])
+    picked = ids.take(rows).to_pylist() if hasattr(ids, "to_pylist") else list(np.asarray(ids, dtype=object)[rows])
+    key = pd.DataFrame({"dt": np.asarray(datatake, dtype=float)[rows], "t": np.asarray(tile_id)[rows],
+                        "id": np.array([str(v) for v in picked], dtype=object), "pos": rows})
+    newest = key.groupby(["dt", "t"])["id"].transform("max")
+    dup = (key["id"] != newest).to_numpy()
+    reason[key["pos"].to_numpy()[dup]] = "superseded by " + newest.to_numpy()[dup].astype(str)
+
+
+def _checked_table(tiles: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The tile table in WGS84, after checking it has rows and the columns the graph needs."""
+    if tiles is None or len(tiles) == 0:
+        raise ValueError("the tile table is empty: no tiles to build an overlap graph from")
+    for col in ("id", DATATAKE):
+        if col not in tiles.columns:
+            raise ValueError(f"the tile table has no column {col!r} (columns: {list(tiles.columns)})")
+    if tiles.crs is not None and not tiles.crs.equals(pyproj.CRS.from_epsg(4326)):
+        tiles = tiles.to_crs(4326)
+    return tiles
+
+
 def prepare_tiles(tiles: gpd.GeoDataFrame, *, simplify_deg: float = PLANNING_SIMPLIFY_DEG) -> PreparedTiles:
     """Check a tile table and keep the rows that can take part in the graph.
 
@@ -225,44 +288,21 @@ def prepare_tiles(tiles: gpd.GeoDataFrame, *, simplify_deg: float = PLANNING_SIM
     Raises:
         ValueError: the table is empty or lacks a required column.
     """
-    if tiles is None or len(tiles) == 0:
-        raise ValueError("the tile table is empty: no tiles to build an overlap graph from")
-    for col in ("id", DATATAKE):
-        if col not in tiles.columns:
-            raise ValueError(f"the tile table has no column {col!r} (columns: {list(tiles.columns)})")
-    if tiles.crs is not None and not tiles.crs.equals(pyproj.CRS.from_epsg(4326)):
-        tiles = tiles.to_crs(4326)
+    tiles = _checked_table(tiles)
     n = len(tiles)
-    geoms = np.asarray(tiles.geometry.values, dtype=object)
     ids = tiles["id"].astype(str).to_numpy()
-    reason = np.full(n, "", dtype=object)
-    missing = pd.isna(geoms)
-    geoms = np.where(missing, shapely.Polygon(), geoms)
-    reason[missing | shapely.is_empty(geoms)] = "empty footprint"
-    invalid = (reason == "") & ~shapely.is_valid(geoms)
-    repaired = int(invalid.sum())
-    if repaired:
-        fixed = polygonal(shapely.make_valid(geoms[invalid]))
-        geoms[invalid] = fixed
-        log.warning("repaired %d invalid footprints with make_valid", repaired)
-    areal = np.isin(shapely.get_type_id(geoms), (3, 6))
-    reason[(reason == "") & ~areal] = "footprint is not a polygon"
-    reason[(reason == "") & (shapely.area(geoms) <= 0)] = "footprint has no area"
     datatake = pd.to_numeric(tiles[DATATAKE], errors="coerce").to_numpy()
-    reason[(reason == "") & np.isnan(datatake.astype(float))] = f"missing {DATATAKE}"
-    if TILE_ID in tiles.columns:
-        key = pd.DataFrame({"dt": datatake, "t": tiles[TILE_ID].to_numpy(), "id": ids, "pos": np.arange(n)})
-        key = key[reason == ""]
-        newest = key.groupby(["dt", "t"])["id"].transform("max")
-        dup = (key["id"] != newest).to_numpy()
-        reason[key["pos"].to_numpy()[dup]] = "superseded by " + newest.to_numpy()[dup].astype(str)
-    keep = reason == ""
     from spectralearth.catalog.catalogio import SIMPLIFIED_ATTR
 
     # read_tiles(simplify_deg=...) already simplified the footprints that were valid
-    todo = keep & invalid if tiles.attrs.get(SIMPLIFIED_ATTR) == simplify_deg else keep
-    if simplify_deg > 0 and todo.any():
-        geoms[todo] = shapely.simplify(geoms[todo], simplify_deg, preserve_topology=True)
+    geoms, reason, invalid = _check_rows(np.asarray(tiles.geometry.values, dtype=object), datatake, simplify_deg,
+                                         simplified=tiles.attrs.get(SIMPLIFIED_ATTR) == simplify_deg)
+    repaired = int(invalid.sum())
+    if repaired:
+        log.warning("repaired %d invalid footprints with make_valid", repaired)
+    if TILE_ID in tiles.columns:
+        _supersede(reason, datatake, tiles[TILE_ID].to_numpy(), ids)
+    keep = reason == ""
     usable = gpd.GeoDataFrame(
         {
             "tile": np.flatnonzero(keep).astype(np.int64),
@@ -305,8 +345,8 @@ def _exact_pairs(wkb_a: np.ndarray, wkb_b: np.ndarray, a: np.ndarray, b: np.ndar
     if len(a) == 0:
         out = _EDGE_META.copy()
     else:
-        ga = shapely.from_wkb(wkb_a)
-        gb = shapely.from_wkb(wkb_b)
+        ga = shapely.from_wkb(wkb_a) if isinstance(wkb_a[0], bytes) else wkb_a  # WKB shipped, or geometries read by the task
+        gb = shapely.from_wkb(wkb_b) if isinstance(wkb_b[0], bytes) else wkb_b
         hit = shapely.intersects(ga, gb)
         ga, gb, a, b = ga[hit], gb[hit], a[hit], b[hit]
         inter = shapely.intersection(ga, gb)
@@ -376,14 +416,12 @@ def _edges_from_prepared(
     npartitions: int | None = None,
     min_area_m2: float = 1.0,
     keep_geometry: bool = False,
-    writer=None,
 ) -> pd.DataFrame:
     usable = prepared.tiles
     geoms = np.asarray(usable.geometry.values, dtype=object)
     rows = usable["tile"].to_numpy(dtype=np.int64)
     ids = usable.set_index("tile")["id"]
     dts = usable.set_index("tile")["datatake"]
-    entries: list[dict] = []
     i, j = candidate_pairs(geoms)
     if len(i) == 0:
         edges = _EDGE_META.copy()
@@ -400,50 +438,32 @@ def _edges_from_prepared(
         wkb = shapely.to_wkb(geoms)
         chunks = [slice(bounds[k], bounds[k + 1]) for k in range(nparts) if bounds[k + 1] > bounds[k]]
 
-        def args(sl):
-            ii, jj = i[sl], j[sl]
-            a, b = rows[ii], rows[jj]
-            flip = a > b
-            a, b = np.where(flip, b, a), np.where(flip, a, b)
-            wa, wb = np.where(flip, wkb[jj], wkb[ii]), np.where(flip, wkb[ii], wkb[jj])
-            return wa, wb, a, b, min_area_m2, keep_geometry
-
-        def tiles_of(sl):  # id and datatake of the chunk's tiles, for the task that writes its part
-            held = np.union1d(rows[i[sl]], rows[j[sl]])
-            return ids.reindex(held), dts.reindex(held)
-
-        def submit(k, sl):
-            extra = {"tiles": tiles_of(sl), "writer": writer, "k": k} if writer is not None else {}
+        def submit(k, sl):  # i < j, so a = rows[i] < b = rows[j]
+            args = (wkb[i[sl]], wkb[j[sl]], rows[i[sl]], rows[j[sl]], min_area_m2, keep_geometry)
             if client is None:
-                return _exact_pairs(*args(sl), **extra)
-            return client.submit(_exact_pairs, *args(sl), **extra, key=f"overlap-edges-{k}-{len(chunks)}", pure=False)
+                return _exact_pairs(*args)
+            return client.submit(_exact_pairs, *args, key=f"overlap-edges-{k}-{len(chunks)}", pure=False)
 
         parts = [submit(k, sl) for k, sl in enumerate(chunks)]
         if client is not None:
             parts = client.gather(parts)
-        if writer is not None:
-            entries, parts = [p[0] for p in parts], [p[1] for p in parts]
         edges = pd.concat(parts, ignore_index=True) if parts else _EDGE_META.copy()
-    if writer is None:
-        return _edge_frame(edges, ids, dts, keep_geometry=keep_geometry)
-    if not entries:  # no edges: the table still gets its (empty) part
-        entries = [writer.part(0, _edge_frame(_EDGE_META, ids, dts, keep_geometry=keep_geometry))]
-    writer.commit(entries)
-    if "same_datatake" not in edges:
-        edges = edges.assign(same_datatake=np.zeros(len(edges), dtype=bool))
-    cols = ["a", "b", "area_m2", "utm_epsg", "same_datatake"]
-    return edges[cols].sort_values(["a", "b"], kind="stable").reset_index(drop=True)
+    return _edge_frame(edges, ids, dts, keep_geometry=keep_geometry)
 
 
 def _hilbert_order(geoms: np.ndarray) -> np.ndarray:
     """Order of geometries along a Hilbert curve of their envelope centres (level 16)."""
-    b = shapely.bounds(geoms)
+    return _hilbert_order_of_bounds(shapely.bounds(geoms))
+
+
+def _hilbert_order_of_bounds(b: np.ndarray) -> np.ndarray:
+    """:func:`_hilbert_order` from the envelopes' bounds (rows of minx, miny, maxx, maxy)."""
     x = ((b[:, 0] + b[:, 2]) / 2 + 180.0) / 360.0
     y = ((b[:, 1] + b[:, 3]) / 2 + 90.0) / 180.0
     n = 1 << 16
     xi = np.clip((x * (n - 1)).astype(np.int64), 0, n - 1)
     yi = np.clip((y * (n - 1)).astype(np.int64), 0, n - 1)
-    d = np.zeros(len(geoms), dtype=np.int64)
+    d = np.zeros(len(b), dtype=np.int64)
     s = n >> 1
     while s > 0:
         rx = (xi & s) > 0
@@ -535,51 +555,6 @@ def degree_stats(n_tiles: int, edges: pd.DataFrame) -> dict:
 
 GRID_COLUMNS = ("datetime", "proj:code", "proj:transform", "proj:shape")
 """Catalog columns the planning copy carries besides the footprint, when the catalog has them (the plan job's grid)."""
-
-
-def write_planning_tiles(prepared: PreparedTiles, url: str, storage_options=None, *, npartitions: int | None = None,
-                         grid: pd.DataFrame | None = None, min_area_m2: float = 1.0) -> np.ndarray:
-    """Write the usable, simplified footprints as a table of spatially close parts; returns each tile row's part.
-
-    The later planning jobs (combinations, plan) run their tasks on a few spatial
-    neighbourhoods each: a task reads the parts that hold its tiles, so the client that
-    schedules it holds per-tile integers (component, degree, part), never the footprints.
-    Parts follow the Hilbert order of the footprints (about 2,000 tiles each, as the edge
-    tasks); rows are sorted by tile within a part. Columns: tile, id, datatake, geometry
-    (WGS84, as :func:`prepare_tiles` leaves it, i.e. the geometry the overlap graph was
-    built from), and the :data:`GRID_COLUMNS` of ``grid`` (the catalog's rows, by
-    position) when given. The manifest records ``min_area_m2``, the graph's smallest edge
-    (the plan job relies on its components only when no window could straddle two).
-
-    Returns:
-        ``part`` of every row of the input table (−1 for a row that is not usable).
-    """
-    from spectralearth.platform import tables
-
-    usable = prepared.tiles
-    part_of = np.full(prepared.n_tiles, -1, dtype=np.int32)
-    writer = tables.TableWriter(url, storage_options)
-    geoms = np.asarray(usable.geometry.values, dtype=object)
-    nparts = max(1, min(npartitions or default_npartitions(len(usable)), len(usable)))
-    order = _hilbert_order(geoms) if len(usable) else np.zeros(0, np.int64)
-    cuts = np.linspace(0, len(order), nparts + 1).astype(np.int64)
-    entries = []
-    try:
-        for k in range(nparts):
-            sel = np.sort(order[cuts[k] : cuts[k + 1]])
-            sub = usable.iloc[sel].sort_values("tile", kind="stable").reset_index(drop=True)
-            part_of[sub["tile"].to_numpy()] = k
-            facts = {"tile_min": int(sub["tile"].min()), "tile_max": int(sub["tile"].max())} if len(sub) else {}
-            frame = sub[["tile", "id", "datatake", "geometry"]]
-            if grid is not None:
-                extra = grid.iloc[sub["tile"].to_numpy()].reset_index(drop=True)
-                frame = frame.assign(**{c: extra[c].to_numpy() for c in GRID_COLUMNS})
-            entries.append(writer.part(k, frame, **facts))
-        writer.commit(entries, min_area_m2=float(min_area_m2))
-    except BaseException:
-        writer.abandon()
-        raise
-    return part_of
 
 
 def read_planning_tiles(part_urls: list[str], rows: np.ndarray, *, storage_options=None) -> gpd.GeoDataFrame:
@@ -685,53 +660,263 @@ def write_overlap_outputs(
     min_area_m2: float = 1.0,
     plot: str | None = None,
 ) -> OverlapReport:
-    """Build the graph of ``tiles`` and write edges and components under ``out_url``."""
+    """Build the graph of ``tiles`` and write edges, planning copy and components under ``out_url``.
+
+    The same tasks as :func:`overlaps_job`, on slices of a table in memory instead of
+    row groups of a catalog.
+    """
+    tiles = _checked_table(tiles)
+    from spectralearth.catalog.catalogio import CATALOG_ROW_GROUP, SIMPLIFIED_ATTR
+
+    simplified = tiles.attrs.get(SIMPLIFIED_ATTR) == PLANNING_SIMPLIFY_DEG
+    frame = tiles.reset_index(drop=True)
+    sources = [("frame", frame.iloc[s : s + CATALOG_ROW_GROUP], simplified) for s in range(0, len(frame), CATALOG_ROW_GROUP)]
+    return _overlap_outputs(sources, len(frame), TILE_ID in frame.columns, out_url, storage_options=storage_options,
+                            client=client, npartitions=npartitions, min_area_m2=min_area_m2, plot=plot,
+                            plot_tiles=lambda: tiles)
+
+
+_CHUNK_COLUMNS = ("tile", "id", "datatake", "tile_id", "reason", "repaired", "bounds")
+"""What a reading task returns for each of its rows (arrays; the ids as one arrow array, ~1/3 of Python strings):
+numbers, the id, the reason it is set aside ("" if usable so far) and its envelope."""
+
+
+def _check_chunk(source: tuple, has_tile_id: bool) -> tuple[pd.DataFrame, gpd.GeoDataFrame]:
+    """One task: read a slice of the tile table, check and simplify its footprints (:func:`_check_rows`).
+
+    ``source`` is ``("catalog", catalog_url, storage_options, row_groups)`` (the task reads
+    those row groups, a batch at a time) or ``("frame", rows, simplified)`` (a slice of a
+    table in memory, indexed by table row).
+
+    Returns:
+        ``(rows, piece)``: :data:`_CHUNK_COLUMNS` of every row (for the process that
+        schedules the job), and the rows usable so far with their footprints and grid
+        (which stay on the cluster for the tasks that write the planning copy).
+    """
+    if source[0] == "catalog":
+        from spectralearth.catalog.catalogio import read_tile_groups
+
+        _, url, opts, groups = source
+        frame = read_tile_groups(url, groups, storage_options=opts, simplify_deg=PLANNING_SIMPLIFY_DEG)
+        simplified = True
+    else:
+        _, frame, simplified = source
+    rows = frame.index.to_numpy(dtype=np.int64)
+    ids = frame["id"].astype(str).to_numpy(dtype=object)
+    datatake = pd.to_numeric(frame[DATATAKE], errors="coerce").to_numpy(dtype=float)
+    geoms, reason, invalid = _check_rows(np.asarray(frame.geometry.values, dtype=object), datatake, PLANNING_SIMPLIFY_DEG,
+                                         simplified=simplified)
+    ok = reason == ""
+    bounds = np.full((len(rows), 4), np.nan)
+    if ok.any():
+        bounds[ok] = shapely.bounds(geoms[ok])
+    tile_id = frame[TILE_ID].to_numpy() if has_tile_id else np.zeros(len(rows), dtype=np.int64)
+    import pyarrow as pa
+
+    small = {"tile": rows, "id": pa.array(ids, type=pa.string()), "datatake": datatake, "tile_id": tile_id,
+             "reason": reason, "repaired": invalid, "bounds": bounds}
+    piece = gpd.GeoDataFrame({"tile": rows[ok], "id": ids[ok], "datatake": datatake[ok].astype(np.int64)},
+                             geometry=gpd.GeoSeries(geoms[ok], crs=4326).values, crs=4326)
+    if all(c in frame.columns for c in GRID_COLUMNS):
+        piece = piece.assign(**{c: frame[c].to_numpy()[ok] for c in GRID_COLUMNS})
+    return small, piece
+
+
+def _planning_part(k: int, pieces: list[gpd.GeoDataFrame], rows: np.ndarray, writer) -> dict:
+    """One task: part ``k`` of the planning copy (the usable rows ``rows``, sorted), from the reading tasks' pieces."""
+    frame = pd.concat([p[p["tile"].isin(rows)] for p in pieces], ignore_index=True)
+    frame = frame.sort_values("tile", kind="stable").reset_index(drop=True)
+    frame = gpd.GeoDataFrame(frame, geometry="geometry", crs=4326)
+    facts = {"tile_min": int(frame["tile"].min()), "tile_max": int(frame["tile"].max())} if len(frame) else {}
+    return writer.part(k, frame, **facts)
+
+
+def _edge_part(k: int, a: np.ndarray, b: np.ndarray, part_urls: list[str], storage_options, min_area_m2: float, writer):
+    """One task: the exact test of candidate pairs ``(a, b)`` on footprints read from the planning copy; writes edge part ``k``."""
+    held = read_planning_tiles(part_urls, np.union1d(a, b), storage_options=storage_options)
+    tile = held["tile"].to_numpy(dtype=np.int64)
+    geoms = np.asarray(held.geometry.values, dtype=object)
+    ia, ib = np.searchsorted(tile, a), np.searchsorted(tile, b)
+    lookup = (pd.Series(held["id"].to_numpy(dtype=object), index=tile), pd.Series(held["datatake"].to_numpy(), index=tile))
+    return _exact_pairs(geoms[ia], geoms[ib], a, b, min_area_m2, True, tiles=lookup, writer=writer, k=k)
+
+
+def _candidates_of_bounds(bounds: np.ndarray, budget: int = 500_000) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(i, j)``, ``i < j``, of rows of ``bounds`` (minx, miny, maxx, maxy) whose boxes intersect (touching
+    included): the pairs :func:`candidate_pairs` finds on the envelopes, from numbers alone.
+
+    A sweep along x: boxes sorted by minx; box ``i`` meets the later boxes whose minx is at
+    most its maxx, tested in y. Rows are taken a chunk at a time so that a chunk tests about
+    ``budget`` pairs. Measured on the 232k-tile archive of the scale benchmark: an STRtree of
+    the envelopes costs this process ~125 MB of boxes and tree; the sweep costs its arrays.
+    """
+    n = len(bounds)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(bounds[:, 0], kind="stable")
+    x0, y0, x1, y1 = (bounds[order, c] for c in range(4))
+    stop = np.searchsorted(x0, x1, side="right")  # boxes order[i + 1 : stop[i]] start within box i's x range
+    count = np.maximum(stop - np.arange(n) - 1, 0)
+    out_i, out_j = [], []
+    start = 0
+    while start < n:
+        end = start + 1 + int(np.searchsorted(np.cumsum(count[start:]), budget, side="right"))
+        end = min(n, max(end, start + 1))
+        c = count[start:end]
+        si = np.repeat(np.arange(start, end), c)
+        sj = si + 1 + (np.arange(len(si)) - np.repeat(np.cumsum(c) - c, c))
+        hit = (y0[sj] <= y1[si]) & (y1[sj] >= y0[si])
+        oi, oj = order[si[hit]], order[sj[hit]]
+        out_i.append(np.minimum(oi, oj))
+        out_j.append(np.maximum(oi, oj))
+        start = end
+    return np.concatenate(out_i).astype(np.int64), np.concatenate(out_j).astype(np.int64)
+
+
+def _overlap_outputs(sources: list[tuple], n_rows: int, has_tile_id: bool, out_url: str, *, storage_options, client,
+                     npartitions: int | None, min_area_m2: float, plot: str | None, plot_tiles) -> OverlapReport:
+    """The overlaps job as three rounds of tasks; this process holds per-tile numbers and ids, never a footprint.
+
+    1. One task per slice of the table (``sources``) reads and checks it (:func:`_check_chunk`):
+       this process gets each row's id, datatake, tile, reason and envelope; the checked
+       footprints stay on the cluster.
+    2. Here: duplicates are set aside, the usable tiles are cut into parts along the Hilbert
+       curve of their envelope centres (about 2,000 tiles each) and candidate pairs are the
+       pairs of intersecting envelopes. One task per part writes it into the planning copy
+       (:func:`_planning_part`).
+    3. One task per part tests the candidate pairs whose first tile it holds on the
+       footprints of the planning copy and writes its part of the edges (:func:`_edge_part`).
+
+    Then the components (union-find on the edges' integers) are written here.
+    """
+    from operator import itemgetter
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from spectralearth.platform import storage, tables
 
     t0 = time.perf_counter()
-    prepared = prepare_tiles(tiles)
+
+    def submit(fn, *args, key: str):
+        return client.submit(fn, *args, key=key, pure=False) if client is not None else fn(*args)
+
+    def gather(futs):
+        return client.gather(futs) if client is not None else futs
+
+    run = tables.new_run()
+    read = [submit(_check_chunk, src, has_tile_id, key=f"overlaps-read-{c}-{run}") for c, src in enumerate(sources)]
+    if client is not None:
+        smalls = gather([client.submit(itemgetter(0), f, key=f"overlaps-rows-{c}-{run}") for c, f in enumerate(read)])
+        pieces = [client.submit(itemgetter(1), f, key=f"overlaps-piece-{c}-{run}") for c, f in enumerate(read)]
+    else:
+        smalls, pieces = [r[0] for r in read], [r[1] for r in read]
+    del read
+    source_of = np.repeat(np.arange(len(sources)), [len(x["tile"]) for x in smalls])  # the reading task of each row
+    tile = np.concatenate([x["tile"] for x in smalls])
+    if len(tile) != n_rows or not (tile == np.arange(n_rows)).all():
+        raise RuntimeError(f"the reading tasks returned {len(tile)} rows of a table of {n_rows}")
+    ids = pa.chunked_array([x["id"] for x in smalls], type=pa.string()).combine_chunks()
+    reason = np.concatenate([x["reason"] for x in smalls])
+    datatake = np.concatenate([x["datatake"] for x in smalls])
+    if has_tile_id:
+        _supersede(reason, datatake, np.concatenate([x["tile_id"] for x in smalls]), ids)
+    repaired = int(sum(int(x["repaired"].sum()) for x in smalls))
+    if repaired:
+        log.warning("repaired %d invalid footprints with make_valid", repaired)
+    keep = reason == ""
+    bounds = np.concatenate([x["bounds"] for x in smalls])[keep]
+    del smalls, tile, datatake
+    out_rows = np.flatnonzero(~keep)
+    quarantined = pd.DataFrame({"tile": out_rows, "id": ids.take(out_rows).to_numpy(zero_copy_only=False),
+                                "reason": reason[~keep]})
+    if len(quarantined):
+        log.warning("quarantined %d tiles: %s", len(quarantined), quarantined["reason"].value_counts().to_dict())
+    usable = np.flatnonzero(keep).astype(np.int64)
+
+    # 2. parts of the planning copy along the Hilbert curve; candidate pairs from the envelopes
+    nparts = max(1, min(npartitions or default_npartitions(len(usable)), len(usable)))
+    order = _hilbert_order_of_bounds(bounds) if len(usable) else np.zeros(0, np.int64)
+    cuts = np.linspace(0, len(order), nparts + 1).astype(np.int64)
+    part_of = np.full(n_rows, -1, dtype=np.int32)
+    part_rows = [np.sort(usable[order[cuts[k] : cuts[k + 1]]]) for k in range(nparts)]
+    for k, rows in enumerate(part_rows):
+        part_of[rows] = k
+    planning_url = storage.join(out_url, PLANNING_TILES_NAME)
+    planning = tables.TableWriter(planning_url, storage_options)
+    try:
+        entries = gather([submit(_planning_part, k, [pieces[c] for c in np.unique(source_of[rows]).tolist()], rows, planning,
+                                 key=f"overlaps-planning-{k}-{run}") for k, rows in enumerate(part_rows)])
+        planning_doc = planning.commit(entries, min_area_m2=float(min_area_m2))
+    except BaseException:
+        planning.abandon()
+        raise
+    del pieces
+    planning_parts = tables.part_urls(planning_url, storage_options, doc=planning_doc)
+    i, j = _candidates_of_bounds(bounds)
+    del bounds
+    a, b = usable[i], usable[j]  # a < b: usable is sorted
+    del i, j
+
+    # 3. the exact test, a part of the planning copy (the pairs' first tiles) per task
     edges_url = storage.join(out_url, EDGES_NAME)
     writer = tables.TableWriter(edges_url, storage_options)
-    try:  # the tasks write the edges table; this process keeps (a, b, area, zone, same_datatake)
-        edges = _edges_from_prepared(
-            prepared, client=client, npartitions=npartitions, min_area_m2=min_area_m2, keep_geometry=True, writer=writer
-        )
+    opts = dict(storage_options or {})
+    try:
+        first = part_of[a]
+        sort = np.argsort(first, kind="stable")
+        a, b, first = a[sort], b[sort], first[sort]
+        cut = np.searchsorted(first, np.arange(nparts + 1))
+        futs = []
+        for k in range(nparts):
+            sl = slice(cut[k], cut[k + 1])
+            if cut[k + 1] == cut[k]:
+                continue
+            held = np.union1d([k], part_of[b[sl]])
+            futs.append(submit(_edge_part, k, a[sl], b[sl], [planning_parts[p] for p in held.tolist()], opts, min_area_m2,
+                               writer, key=f"overlaps-edges-{k}-{run}"))
+        done = gather(futs)
+        entries = [d[0] for d in done]
+        if not entries:  # no edges: the table still gets its (empty) part
+            empty = pd.Series([], dtype=object)
+            entries = [writer.part(0, _edge_frame(_EDGE_META, empty, empty, keep_geometry=True))]
+        writer.commit(entries)
     except BaseException:
         writer.abandon()
         raise
-    n = prepared.n_tiles
+    parts = [d[1] for d in done]
+    edges = pd.concat(parts, ignore_index=True) if parts else _EDGE_META.assign(same_datatake=np.zeros(0, bool))
+    del done, parts, a, b
+    edges = edges[["a", "b", "area_m2", "utm_epsg", "same_datatake"]].sort_values(["a", "b"], kind="stable")
+
+    n = n_rows
     comp = connected_components(n, edges)
     stats = degree_stats(n, edges)
-    usable = np.zeros(n, dtype=bool)
-    usable[prepared.tiles["tile"].to_numpy()] = True
-    reasons = pd.Series("", index=np.arange(n), dtype=object)
-    reasons[prepared.quarantined["tile"].to_numpy()] = prepared.quarantined["reason"].to_numpy()
-    components = pd.DataFrame(
+    components = pa.table(
         {
             "tile": np.arange(n, dtype=np.int64),
-            "id": tiles["id"].astype(str).to_numpy(),
+            "id": ids,
             "component": comp,
             "degree": stats["degree"],
-            "usable": usable,
-            "quarantine_reason": reasons.to_numpy(),
+            "usable": keep,
+            "quarantine_reason": pa.array(np.where(keep, "", reason).astype(str), type=pa.string()),
+            "planning_part": part_of,
         }
     )
-    # the planning copy before the components that point into it (a job that dies between
-    # the two leaves the old components, whose parts the combinations job then finds missing)
-    grid = tiles[list(GRID_COLUMNS)] if all(c in tiles.columns for c in GRID_COLUMNS) else None
-    components["planning_part"] = write_planning_tiles(prepared, storage.join(out_url, PLANNING_TILES_NAME), storage_options,
-                                                       npartitions=npartitions, grid=grid, min_area_m2=min_area_m2)
     comps_url = storage.join(out_url, COMPONENTS_NAME)
-    storage.atomic_write_bytes(comps_url, frame_to_parquet_bytes(components), storage_options)
+    buf = io.BytesIO()
+    pq.write_table(components, buf)
+    storage.atomic_write_bytes(comps_url, buf.getvalue(), storage_options)
     if plot:
         from spectralearth.pipelines.plot import plot_overlaps
 
-        plot_overlaps(tiles, tables.read_table(edges_url, storage_options=storage_options), plot, storage_options=storage_options)
+        plot_overlaps(plot_tiles(), tables.read_table(edges_url, storage_options=storage_options), plot,
+                      storage_options=storage_options)
     sizes = np.bincount(comp) if n else np.zeros(1, np.int64)
     return OverlapReport(
         n_tiles=n,
-        n_repaired=prepared.repaired,
-        n_quarantined=len(prepared.quarantined),
+        n_repaired=repaired,
+        n_quarantined=len(quarantined),
         n_edges=len(edges),
         n_same_datatake=int(edges["same_datatake"].sum()),
         n_components=int(comp.max() + 1) if n else 0,
@@ -756,33 +941,49 @@ def overlaps_job(
     min_area_m2: float = 1.0,
     npartitions: int | None = None,
 ) -> OverlapReport:
-    """Read a tile catalog, build its overlap graph on a dask cluster, write it beside the catalog.
+    """Build a tile catalog's overlap graph on a dask cluster and write it beside the catalog.
 
+    The tasks read the catalog (a few row groups of ``tiles.parquet`` each, see
+    :func:`_overlap_outputs`); this process reads its footer and receives per-tile numbers.
     Writes the ``overlap_edges.parquet`` table (GeoParquet parts, one row per edge with
     its WGS84 intersection, sorted by (a, b) within each part; each task writes its own
     part, :mod:`spectralearth.platform.tables`), ``planning_tiles.parquet`` (the usable,
-    simplified footprints and the tiles' grid in parts of spatial neighbours,
-    :func:`write_planning_tiles`, which the combinations and plan tasks read) and ``overlap_components.parquet`` (tile, id, component,
-    degree, usable, quarantine_reason, planning_part; one file) next to the catalog.
+    simplified footprints and the tiles' grid in parts of spatial neighbours, which the
+    combinations and plan tasks read) and ``overlap_components.parquet`` (tile, id,
+    component, degree, usable, quarantine_reason, planning_part; one file) next to the catalog.
 
     Args:
         catalog_url: the tile catalog (folder or parquet URL) as ``read_tiles`` takes it.
         storage_options: fsspec options (never credentials).
         cluster: where to run (a LocalCluster by default).
-        plot: also draw the map to this PNG path/URL.
+        plot: also draw the map to this PNG path/URL (this process then reads the footprints).
         min_area_m2: smallest intersection that makes an edge.
-        npartitions: tasks of the exact edge test.
+        npartitions: parts of the planning copy and tasks of the exact edge test (default: ~2,000 tiles each).
+
+    Raises:
+        FileNotFoundError: no catalog at ``catalog_url``.
+        ValueError: the catalog has no tiles, or no id or datatake column.
     """
     from spectralearth.catalog import read_tiles
+    from spectralearth.catalog.catalogio import CATALOG_ROW_GROUP, tile_layout
 
-    tiles = read_tiles(catalog_url, storage_options=storage_options, simplify_deg=PLANNING_SIMPLIFY_DEG)
+    groups, names = tile_layout(catalog_url, storage_options=storage_options)
+    for col in ("id", DATATAKE):
+        if col not in names:
+            raise ValueError(f"the tile catalog at {catalog_url} has no column {col!r} (columns: {names})")
+    cuts = [0]  # row groups per reading task: about CATALOG_ROW_GROUP rows each, at least one group
+    total = 0
+    for k, rows in enumerate(groups):
+        total += rows
+        if total >= CATALOG_ROW_GROUP and k + 1 < len(groups):
+            cuts.append(k + 1)
+            total = 0
+    cuts.append(len(groups))
+    opts = dict(storage_options or {})
+    sources = [("catalog", catalog_url, opts, list(range(cuts[c], cuts[c + 1]))) for c in range(len(cuts) - 1)]
     with cluster_client(cluster) as client:
-        return write_overlap_outputs(
-            tiles,
-            output_base(catalog_url),
-            storage_options=storage_options,
-            client=client,
-            npartitions=npartitions,
-            min_area_m2=min_area_m2,
-            plot=plot,
-        )
+        return _overlap_outputs(
+            sources, int(sum(groups)), TILE_ID in names, output_base(catalog_url), storage_options=storage_options,
+            client=client, npartitions=npartitions, min_area_m2=min_area_m2, plot=plot,
+            plot_tiles=lambda: read_tiles(catalog_url, storage_options=storage_options, simplify_deg=PLANNING_SIMPLIFY_DEG))
+

@@ -355,3 +355,62 @@ def test_a_footprint_wrapped_the_wrong_way_round_the_globe_is_measured_not_fatal
 def _project_raw(geom, epsg: int):
     tr = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
     return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+@settings(max_examples=40, deadline=None)
+@given(boxes=st.lists(st.tuples(st.integers(-20, 20), st.integers(-20, 20), st.integers(0, 6), st.integers(0, 6)),
+                      max_size=60),
+       world=st.integers(0, 3), budget=st.integers(1, 50))
+def test_candidate_sweep_finds_the_pairs_of_the_envelope_tree(boxes, world, budget):
+    """The job's candidate pairs (a sweep over numbers) are the STRtree's on the envelopes: touching boxes
+    included, boxes spanning the globe (a footprint cut at the antimeridian) included, in chunks of any size."""
+    from spectralearth.pipelines.overlaps import _candidates_of_bounds, candidate_pairs
+
+    b = np.array([(x / 4, y / 4, (x + w) / 4, (y + h + 1) / 4) for x, y, w, h in boxes], dtype=float).reshape(-1, 4)
+    b[: min(world, len(b)), 0], b[: min(world, len(b)), 2] = -180.0, 180.0
+    i, j = candidate_pairs(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
+    si, sj = _candidates_of_bounds(b, budget=budget)
+    got = list(zip(si.tolist(), sj.tolist()))
+    assert len(got) == len(set(got)) and set(got) == set(zip(i.tolist(), j.tolist()))
+
+
+def test_job_tasks_read_the_catalog_row_groups_and_write_what_the_table_in_memory_gives(tmp_path, monkeypatch):
+    """overlaps_job: reading tasks of a few row groups each (a broken footprint among them), the planning copy
+    and the exact test as tasks on a cluster; the same edges, planning copy and components as the graph of the
+    table read whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from spectralearth.catalog import catalogio, index_archive, read_tiles
+    from spectralearth.catalog.synth import SynthConfig, synthesize_archive
+    from spectralearth.pipelines.overlaps import PLANNING_SIMPLIFY_DEG, overlaps_job
+    from spectralearth.platform.cluster import ClusterSpec
+
+    monkeypatch.setattr(catalogio, "CATALOG_ROW_GROUP", 16)
+    synthesize_archive(str(tmp_path / "archive"), SynthConfig(tiles=80, footprints_only=True, compact_xml=True, seed=11))
+    catalog = str(tmp_path / "catalog")
+    index_archive(str(tmp_path / "archive"), catalog_url=catalog, cluster=ClusterSpec(kind="sync"))
+    path = tmp_path / "catalog" / "tiles.parquet"
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == 5 and meta.row_group(0).num_rows == 16  # as the index job wrote it
+    table = pq.read_table(path)
+    geoms = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    x0, y0, x1, y1 = geoms[21].bounds  # a self-intersecting outline in the second group
+    geoms[21] = shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)])
+    col = table.column_names.index("geometry")
+    table = table.set_column(col, "geometry", pa.array(shapely.to_wkb(geoms), type=table.schema.field(col).type))
+    pq.write_table(table, path, row_group_size=16)
+
+    report = overlaps_job(catalog, cluster=ClusterSpec(kind="local", n_workers=2), npartitions=4)
+    whole = write_overlap_outputs(read_tiles(catalog, simplify_deg=PLANNING_SIMPLIFY_DEG), str(tmp_path / "whole"),
+                                  npartitions=4)
+    assert report.n_repaired == whole.n_repaired == 1 and report.n_edges == whole.n_edges > 40
+    assert report.n_components == whole.n_components
+    for name, key in (("overlap_edges.parquet", ["a", "b"]), ("planning_tiles.parquet", ["tile"])):
+        got = tables.read_table(f"{catalog}/{name}").sort_values(key).reset_index(drop=True)
+        want = tables.read_table(f"{tmp_path}/whole/{name}").sort_values(key).reset_index(drop=True)
+        assert got.drop(columns="geometry").astype(str).equals(want.drop(columns="geometry").astype(str))
+        assert shapely.equals_exact(got.geometry.values, want.geometry.values, tolerance=0).all()
+    planning = tables.read_table(f"{catalog}/planning_tiles.parquet")
+    assert 21 in planning["tile"].tolist() and len(planning) == 80
+    assert pd.read_parquet(f"{catalog}/overlap_components.parquet").equals(pd.read_parquet(f"{tmp_path}/whole/overlap_components.parquet"))

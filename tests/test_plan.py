@@ -113,6 +113,11 @@ def test_quality_filters_match_the_masks(tmp_path):
     index_archive(str(root / "archive"), catalog_url=catalog, cluster=ClusterSpec(kind="sync"))
     tiles = read_tiles(catalog)
     items = read_item_dicts(catalog)
+    from spectralearth.pipelines.plan import _tiles_with_masks
+
+    # counted from the mask assets' href leaves alone: the tiles whose item has a mask asset
+    with_masks = sum(1 for it in items if {"ql_quality_classes", "ql_quality_cloud"} & set(it["assets"]))
+    assert _tiles_with_masks(catalog, None) == with_masks == len(items) > 0
     patches, _ = place_patches(tiles, None)
     params = PlanParams(max_cloud=0.0, max_cloud_shadow=0.0, max_snow=0.0)
     views = filter_views(select_views(patches, tiles, params), items, params)
@@ -218,6 +223,9 @@ def test_plan_tasks_on_a_cluster_equal_one_sequential_placement(footprint_catalo
     from spectralearth.pipelines.plan import plan_job, plan_tables, read_plan
     from spectralearth.platform import tables
 
+    from spectralearth.pipelines.plan import _tiles_with_masks
+
+    assert _tiles_with_masks(footprint_catalog, None) == 0  # footprints only: nothing to filter with
     report = plan_job(footprint_catalog, cluster=ClusterSpec(kind="local", n_workers=2), n_tasks=6)
     patches, views = read_plan(footprint_catalog)
     tiles = read_tiles(footprint_catalog)

@@ -100,6 +100,7 @@ def measure(name: str, fn, out: dict) -> object:
     """Run one stage; record wall, CPU (process tree) and peak RSS; re-raise after recording an error."""
     c0, t0 = tree_cpu_s(), time.perf_counter()
     rec = out.setdefault(name, {})
+    rec["client_rss_at_start_gb"] = round(psutil.Process().memory_info().rss / 1e9, 3)  # what earlier stages left
     try:
         with PeakRSS() as rss:
             res = fn()

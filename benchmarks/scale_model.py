@@ -56,9 +56,9 @@ def _client_memory_sentence(sc: dict, peers: dict) -> str:
     a, b = sc.get("area4", {}), sc.get("area20", {})
     if a.get("planning") and b.get("planning"):
         slope = f" (~{_client_kb_per_tile(a, b):.0f} KB a tile between area4 and area20)"
-    return ("The overlaps job reads the tile table with its footprints simplified while they are decoded (a batch of "
-            "rows at a time, `read_tiles(simplify_deg=...)`), so the ~130-vertex outlines of the archive are never "
-            "in memory together. Measured peaks with the code of `scale.json` (before the planning copy, when all "
+    return ("Footprints are simplified while they are decoded (a batch of rows at a time, "
+            "`read_tiles(simplify_deg=...)`), so the ~130-vertex outlines are never in memory together. "
+            "Measured peaks with the code of `scale.json` (before the planning copy, when all "
             "three jobs read the catalog; the three stages in one process, so a stage's peak includes what the one "
             "before left allocated): " + "; ".join(parts) + f". That client grew with the tile count{slope}: the "
             "simplified tile table, the candidate pairs and the task payloads.")
@@ -262,16 +262,16 @@ def _fresh_client_sentence(cl: dict, table: dict) -> str:
     if len(rows) >= 2:
         (c0, r0), (c1, r1) = rows[0], rows[-1]
         slope = f" The client still grows, by ~{_client_kb_per_tile(r0, r1):.1f} KB a tile between {c0} and {c1}."
-        ov0, ov1 = r0.get("overlaps", {}).get("peak_rss_client_gb"), r1.get("overlaps", {}).get("peak_rss_client_gb")
-        if ov0 is not None and ov1 is not None:
-            grow = (r1["planning"]["peak_rss_client_gb"] - r0["planning"]["peak_rss_client_gb"]) * 1e6
-            share = (ov1 - ov0) * 1e6 / grow if grow > 0 else 1.0
-            slope += (f" The overlaps job accounts for {min(1.0, share):.0%} of that growth: it reads the catalog and "
-                      "holds every simplified footprint and the candidate pairs, while the combinations and plan "
-                      "jobs' tasks read their tiles from its planning copy (`planning_tiles.parquet`) and their "
-                      "process holds integers per tile. What removes the rest: overlaps tasks that read their own "
-                      "row groups of `tiles.parquet` and write the planning copy themselves, so that the client "
-                      "only orders envelopes.")
+        by_stage = [f"{st} {r1[st]['peak_rss_client_gb'] - r0[st]['peak_rss_client_gb']:+.2f} GB"
+                    for st in ("overlaps", "combinations", "plan")
+                    if r0.get(st, {}).get("peak_rss_client_gb") is not None and r1.get(st, {}).get("peak_rss_client_gb") is not None]
+        if by_stage:
+            slope += f" By stage ({c0} to {c1}): {', '.join(by_stage)}."
+        slope += (" No job's process reads a footprint: the overlaps job's tasks read `tiles.parquet` a few row groups "
+                  "each and write the planning copy (`planning_tiles.parquet`), whose parts the combinations and plan "
+                  "tasks read. What the process still holds grows with the archive but is numbers: per tile its id and a "
+                  "few integers (reason, envelope, part, component, degree), per candidate pair and edge a few integers "
+                  "(the union-find of the components runs on them here), and dask's state of the tasks it schedules.")
     prev = cl.get("previous")
     if prev:
         old = "; ".join(f"{c} {v} GB" for c, v in prev.get("peak_rss_client_gb", {}).items())
@@ -431,10 +431,10 @@ def main() -> None:
         "* **Planning memory**: edges, combinations and the plan are tables of parquet parts written by",
         "  the dask tasks that compute them (`platform/tables.py`), committed by one manifest write; the",
         "  combination search and the placement run per group of whole connected components. The",
-        "  overlaps job's process holds the simplified tile table and the candidate pairs; it writes a planning",
-        "  copy of the tiles (`planning_tiles.parquet`, Hilbert-ordered parts) from which the combinations and",
-        "  plan jobs' tasks read their own tiles, so those jobs' processes hold integers per tile and the tasks'",
-        "  counts. "
+        "  overlaps job's tasks read `tiles.parquet` a few row groups each and write a planning copy of the",
+        "  tiles (`planning_tiles.parquet`, Hilbert-ordered parts) from which its exact test and the combinations",
+        "  and plan jobs' tasks read their own tiles; the jobs' processes hold ids and integers per tile, integers",
+        "  per candidate pair and edge, and the tasks' counts. "
         + _client_memory_sentence(sc, scale.get("peers", {})) + _fresh_client_sentence(client_run, sc),
         "* **Revisits**: " + _revisit_sentence(sc, fit),
         "* " + _bound_sentence(bfig, sc, fit),

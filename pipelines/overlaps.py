@@ -340,7 +340,7 @@ def _exact_pairs(wkb_a: np.ndarray, wkb_b: np.ndarray, a: np.ndarray, b: np.ndar
     the exact footprints are intersected here and measured in the UTM zone of each
     intersection's centroid. With ``writer`` (a :class:`~spectralearth.platform.tables.TableWriter`)
     and ``tiles`` (id and datatake by tile row), the task writes its edges as part ``k`` of
-    the edges table and returns ``(entry, edges without ids and geometry)``.
+    the edges table and returns ``(entry, (a, b) of its edges as an int32 array, same-datatake edges)``.
     """
     if len(a) == 0:
         out = _EDGE_META.copy()
@@ -365,7 +365,9 @@ def _exact_pairs(wkb_a: np.ndarray, wkb_b: np.ndarray, a: np.ndarray, b: np.ndar
     if writer is None:
         return out
     full = _edge_frame(out, *tiles, keep_geometry=keep_geometry)
-    return writer.part(k, full), full[["a", "b", "area_m2", "utm_epsg", "same_datatake"]]
+    # what the scheduling process needs of the edges: their tiles (as int32: 8 bytes an edge) and the same-datatake count
+    ends = np.column_stack([full["a"].to_numpy(), full["b"].to_numpy()]).astype(np.int32)
+    return writer.part(k, full), (ends, int(full["same_datatake"].sum()))
 
 
 def _edge_frame(edges: pd.DataFrame, ids: pd.Series, datatakes: pd.Series, *, keep_geometry: bool) -> pd.DataFrame:
@@ -509,15 +511,15 @@ def overlap_edges(
     )
 
 
-def connected_components(n_tiles: int, edges: pd.DataFrame) -> np.ndarray:
+def connected_components(n_tiles: int, edges: pd.DataFrame | dict) -> np.ndarray:
     """Component label of every tile (0.., numbered by their smallest tile row).
 
     A numpy union-find: hook roots onto the smaller label, then pointer-jump until
     every edge joins two tiles of one label. Tiles without edges are components of one.
     """
     labels = np.arange(n_tiles, dtype=np.int64)
-    a = np.asarray(edges["a"], dtype=np.int64) if len(edges) else np.zeros(0, np.int64)
-    b = np.asarray(edges["b"], dtype=np.int64) if len(edges) else np.zeros(0, np.int64)
+    a = np.asarray(edges["a"], dtype=np.int64)
+    b = np.asarray(edges["b"], dtype=np.int64)
     while len(a):
         la, lb = labels[a], labels[b]
         if np.array_equal(la, lb):
@@ -534,10 +536,10 @@ def connected_components(n_tiles: int, edges: pd.DataFrame) -> np.ndarray:
     return comp.astype(np.int64)
 
 
-def degree_stats(n_tiles: int, edges: pd.DataFrame) -> dict:
+def degree_stats(n_tiles: int, edges: pd.DataFrame | dict) -> dict:
     """Degree of each tile and summary statistics of the overlap graph."""
-    a = np.asarray(edges["a"], dtype=np.int64) if len(edges) else np.zeros(0, np.int64)
-    b = np.asarray(edges["b"], dtype=np.int64) if len(edges) else np.zeros(0, np.int64)
+    a = np.asarray(edges["a"], dtype=np.int64)
+    b = np.asarray(edges["b"], dtype=np.int64)
     deg = np.bincount(a, minlength=n_tiles) + np.bincount(b, minlength=n_tiles)
     return {
         "degree": deg,
@@ -884,10 +886,10 @@ def _overlap_outputs(sources: list[tuple], n_rows: int, has_tile_id: bool, out_u
     except BaseException:
         writer.abandon()
         raise
-    parts = [d[1] for d in done]
-    edges = pd.concat(parts, ignore_index=True) if parts else _EDGE_META.assign(same_datatake=np.zeros(0, bool))
-    del done, parts, a, b
-    edges = edges[["a", "b", "area_m2", "utm_epsg", "same_datatake"]].sort_values(["a", "b"], kind="stable")
+    ends = np.concatenate([d[1][0] for d in done]) if done else np.zeros((0, 2), np.int32)
+    n_same = sum(d[1][1] for d in done)
+    del done, a, b
+    edges = {"a": ends[:, 0], "b": ends[:, 1]}  # components and degrees do not depend on the edges' order
 
     n = n_rows
     comp = connected_components(n, edges)
@@ -903,6 +905,11 @@ def _overlap_outputs(sources: list[tuple], n_rows: int, has_tile_id: bool, out_u
             "planning_part": part_of,
         }
     )
+    from spectralearth.catalog.catalogio import IDS_DIGEST_KEY, ids_digest
+
+    # the plan job checks that the components describe the catalog by this digest, not by reading the ids
+    components = components.replace_schema_metadata({**(components.schema.metadata or {}),
+                                                     IDS_DIGEST_KEY: ids_digest([ids]).encode()})
     comps_url = storage.join(out_url, COMPONENTS_NAME)
     buf = io.BytesIO()
     pq.write_table(components, buf)
@@ -917,8 +924,8 @@ def _overlap_outputs(sources: list[tuple], n_rows: int, has_tile_id: bool, out_u
         n_tiles=n,
         n_repaired=repaired,
         n_quarantined=len(quarantined),
-        n_edges=len(edges),
-        n_same_datatake=int(edges["same_datatake"].sum()),
+        n_edges=len(ends),
+        n_same_datatake=int(n_same),
         n_components=int(comp.max() + 1) if n else 0,
         largest_component=int(sizes.max()),
         isolated=stats["isolated"],

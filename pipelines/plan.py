@@ -1063,12 +1063,14 @@ def _cut_components(comp: np.ndarray, n_tasks: int) -> list[np.ndarray]:
 def _planning_copy(catalog_url: str, base: str, storage_options, patch_px: int) -> tuple[pd.DataFrame, list[str]] | None:
     """The overlaps job's components and planning-copy parts when they describe this catalog with its grid, else None.
 
-    The copy is used only when the components' ids are the catalog's ids, row for row (one
-    column read), so a catalog indexed again after the overlaps job is read itself.
+    The copy is used only when the components' ids are the catalog's ids, row for row: the
+    components' footer holds the digest of the ids they were computed from, compared with the
+    catalog's ids read a batch at a time, so a catalog indexed again after the overlaps job is
+    read itself (and so are components written before the digest was).
     """
     import pyarrow.parquet as pq
 
-    from spectralearth.catalog.catalogio import TILES_FILE, _read_parquet
+    from spectralearth.catalog.catalogio import IDS_DIGEST_KEY, _read_parquet, catalog_ids_digest
     from spectralearth.pipelines.overlaps import COMPONENTS_NAME, GRID_COLUMNS, PLANNING_TILES_NAME
     from spectralearth.platform import storage, tables
 
@@ -1088,13 +1090,15 @@ def _planning_copy(catalog_url: str, base: str, storage_options, patch_px: int) 
         if not set(GRID_COLUMNS) <= set(pq.read_schema(f).names):
             return None
     try:
-        comps = _read_parquet(curl, storage_options, columns=["id", "component", "usable", "planning_part"])
-        ids = _read_parquet(storage.join(catalog_url, TILES_FILE), storage_options, columns=["id"])
+        fs, path = storage.filesystem(curl, storage_options)
+        with fs.open(path, "rb") as f:  # the footer: the digest of the ids the components were computed from
+            written = (pq.read_schema(f).metadata or {}).get(IDS_DIGEST_KEY)
+        if written is None or written.decode() != catalog_ids_digest(catalog_url, storage_options=storage_options):
+            return None
+        comps = _read_parquet(curl, storage_options, columns=["component", "usable", "planning_part"])
     except (FileNotFoundError, KeyError, ValueError):
         return None
-    if comps is None or ids is None or comps.num_rows != ids.num_rows or not comps.column("id").cast("string").equals(ids.column("id").cast("string")):
-        return None
-    return comps.drop(["id"]).to_pandas(), parts
+    return (comps.to_pandas(), parts) if comps is not None else None
 
 
 def plan_job(

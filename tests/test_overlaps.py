@@ -414,3 +414,18 @@ def test_job_tasks_read_the_catalog_row_groups_and_write_what_the_table_in_memor
     planning = tables.read_table(f"{catalog}/planning_tiles.parquet")
     assert 21 in planning["tile"].tolist() and len(planning) == 80
     assert pd.read_parquet(f"{catalog}/overlap_components.parquet").equals(pd.read_parquet(f"{tmp_path}/whole/overlap_components.parquet"))
+
+
+def test_the_ids_digest_is_the_ids_in_order_whatever_their_batches():
+    """The plan job trusts the overlaps job's components when this digest (in their footer) is the catalog's."""
+    import pyarrow as pa
+
+    from spectralearth.catalog.catalogio import ids_digest
+
+    ids = pa.array([f"ENMAP01-____L2A-DT{i:010d}" for i in range(40_000)])
+    whole = ids_digest([ids])
+    assert ids_digest([ids.slice(0, 100), ids.slice(100)]) == ids_digest([ids.to_pylist()]) == whole
+    assert ids_digest([ids.slice(1)]) != whole  # one tile fewer
+    swapped = ids.to_pylist()
+    swapped[5], swapped[6] = swapped[6], swapped[5]
+    assert ids_digest([swapped]) != whole  # the same tiles in another order

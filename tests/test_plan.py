@@ -273,6 +273,13 @@ def test_plan_from_the_catalog_equals_the_plan_from_the_planning_copy(footprint_
     write_items(read_item_dicts(footprint_catalog)[:-1], str(tmp_path / "again"))
     c = plan_job(str(tmp_path / "again"), cluster=sync, n_tasks=4)
     assert c.tiles_from == "catalog" and c.tiles == a.tiles - 1
+    # as many tiles, one of them another product: the ids' digest in the components' footer tells
+    shutil.copytree(footprint_catalog, tmp_path / "renamed")
+    items = read_item_dicts(footprint_catalog)
+    items[7]["id"] = items[7]["id"] + "-reprocessed"
+    write_items(items, str(tmp_path / "renamed"))
+    d = plan_job(str(tmp_path / "renamed"), cluster=sync, n_tasks=4)
+    assert d.tiles_from == "catalog" and d.tiles == a.tiles
 
 
 def test_a_plan_that_fails_half_way_leaves_the_last_plan(footprint_catalog, monkeypatch):

@@ -7,6 +7,7 @@ within one file. ``collection.json`` is written last by the index job.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -175,20 +176,13 @@ def read_tiles(catalog_url: str, *, storage_options: Mapping[str, Any] | None = 
         FileNotFoundError: no catalog at ``catalog_url``.
         ValueError: the catalog has no tiles.
     """
-    url = join(catalog_url, TILES_FILE)
-    fs, path = filesystem(url, storage_options)
-    if not fs.exists(path):
-        raise FileNotFoundError(f"no tile catalog at {catalog_url} (expected {TILES_FILE}; run `spectralearth index` first)")
-    with fs.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        if pf.metadata.num_rows == 0 or "geometry" not in set(pf.schema_arrow.names):
-            raise ValueError(f"the tile catalog at {catalog_url} is empty (no tiles indexed; see quarantine.parquet)")
+    with _open_tiles(catalog_url, storage_options) as pf:
         return _tile_frame(pf, None, columns, simplify_deg)
 
 
-def tile_layout(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None) -> tuple[list[int], list[str]]:
-    """Rows in each row group of the catalog's tile table and its column names (the footer only), for tasks
-    that read a few groups each.
+@contextlib.contextmanager
+def _open_tiles(catalog_url: str, storage_options: Mapping[str, Any] | None):
+    """The catalog's tile table as an open ``ParquetFile`` (its footer read), after checking it has tiles.
 
     Raises:
         FileNotFoundError: no catalog at ``catalog_url``.
@@ -199,10 +193,26 @@ def tile_layout(catalog_url: str, *, storage_options: Mapping[str, Any] | None =
         raise FileNotFoundError(f"no tile catalog at {catalog_url} (expected {TILES_FILE}; run `spectralearth index` first)")
     with fs.open(path, "rb") as f:
         pf = pq.ParquetFile(f)
-        names = list(pf.schema_arrow.names)
-        if pf.metadata.num_rows == 0 or "geometry" not in names:
+        if pf.metadata.num_rows == 0 or "geometry" not in pf.schema_arrow.names:
             raise ValueError(f"the tile catalog at {catalog_url} is empty (no tiles indexed; see quarantine.parquet)")
-        return [pf.metadata.row_group(k).num_rows for k in range(pf.metadata.num_row_groups)], names
+        yield pf
+
+
+def tile_layout(catalog_url: str, *, storage_options: Mapping[str, Any] | None = None) -> tuple[list[int], list[str]]:
+    """Rows in each row group of the catalog's tile table and its column names (the footer only), for tasks
+    that read a few groups each.
+
+    Raises:
+        FileNotFoundError: no catalog at ``catalog_url``.
+        ValueError: the catalog has no tiles.
+    """
+    with _open_tiles(catalog_url, storage_options) as pf:
+        return _group_rows(pf), list(pf.schema_arrow.names)
+
+
+def _group_rows(pf) -> list[int]:
+    """Rows in each row group of an open ``ParquetFile``."""
+    return [pf.metadata.row_group(k).num_rows for k in range(pf.metadata.num_row_groups)]
 
 
 def read_tile_groups(catalog_url: str, row_groups: Sequence[int], *, storage_options: Mapping[str, Any] | None = None,
@@ -212,10 +222,8 @@ def read_tile_groups(catalog_url: str, row_groups: Sequence[int], *, storage_opt
     Only those groups' column chunks are read (the footer says where they are), so a task
     that reads a few groups costs their bytes, not the catalog's.
     """
-    fs, path = filesystem(join(catalog_url, TILES_FILE), storage_options)
-    with fs.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        sizes = [pf.metadata.row_group(k).num_rows for k in range(pf.metadata.num_row_groups)]
+    with _open_tiles(catalog_url, storage_options) as pf:
+        sizes = _group_rows(pf)
         gdf = _tile_frame(pf, list(row_groups), columns, simplify_deg)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     gdf.index = np.concatenate([np.arange(starts[k], starts[k] + sizes[k]) for k in row_groups]) if len(row_groups) else []

@@ -430,10 +430,7 @@ def _edges_from_prepared(
     else:
         # tasks of spatially close tiles (pairs grouped by the Hilbert order of their first tile)
         nparts = max(1, min(npartitions or default_npartitions(len(usable)), len(usable)))
-        order = _hilbert_order(geoms)
-        rank = np.empty(len(geoms), dtype=np.int64)
-        rank[order] = np.arange(len(geoms))
-        part = rank[i] * nparts // len(geoms)
+        part = _hilbert_parts(shapely.bounds(geoms), nparts)[i]
         sort = np.argsort(part, kind="stable")
         i, j, part = i[sort], j[sort], part[sort]
         bounds = np.searchsorted(part, np.arange(nparts + 1))
@@ -453,13 +450,18 @@ def _edges_from_prepared(
     return _edge_frame(edges, ids, dts, keep_geometry=keep_geometry)
 
 
-def _hilbert_order(geoms: np.ndarray) -> np.ndarray:
-    """Order of geometries along a Hilbert curve of their envelope centres (level 16)."""
-    return _hilbert_order_of_bounds(shapely.bounds(geoms))
+def _hilbert_parts(bounds: np.ndarray, nparts: int) -> np.ndarray:
+    """Part (0 .. nparts - 1) of each envelope: ``nparts`` runs of about equal size along the Hilbert order of
+    :func:`_hilbert_order_of_bounds` (the planning copy's parts, and the edge tasks' by their first tile)."""
+    order = _hilbert_order_of_bounds(bounds) if len(bounds) else np.zeros(0, np.int64)
+    cuts = np.linspace(0, len(order), nparts + 1).astype(np.int64)
+    part = np.empty(len(order), dtype=np.int64)
+    part[order] = np.repeat(np.arange(nparts), np.diff(cuts))
+    return part
 
 
 def _hilbert_order_of_bounds(b: np.ndarray) -> np.ndarray:
-    """:func:`_hilbert_order` from the envelopes' bounds (rows of minx, miny, maxx, maxy)."""
+    """Order of envelopes (rows of minx, miny, maxx, maxy) along a Hilbert curve of their centres (level 16)."""
     x = ((b[:, 0] + b[:, 2]) / 2 + 180.0) / 360.0
     y = ((b[:, 1] + b[:, 3]) / 2 + 90.0) / 180.0
     n = 1 << 16
@@ -678,12 +680,7 @@ def write_overlap_outputs(
                             plot_tiles=lambda: tiles)
 
 
-_CHUNK_COLUMNS = ("tile", "id", "datatake", "tile_id", "reason", "repaired", "bounds")
-"""What a reading task returns for each of its rows (arrays; the ids as one arrow array, ~1/3 of Python strings):
-numbers, the id, the reason it is set aside ("" if usable so far) and its envelope."""
-
-
-def _check_chunk(source: tuple, has_tile_id: bool) -> tuple[pd.DataFrame, gpd.GeoDataFrame]:
+def _check_chunk(source: tuple, has_tile_id: bool) -> tuple[dict[str, np.ndarray], gpd.GeoDataFrame]:
     """One task: read a slice of the tile table, check and simplify its footprints (:func:`_check_rows`).
 
     ``source`` is ``("catalog", catalog_url, storage_options, row_groups)`` (the task reads
@@ -691,10 +688,14 @@ def _check_chunk(source: tuple, has_tile_id: bool) -> tuple[pd.DataFrame, gpd.Ge
     table in memory, indexed by table row).
 
     Returns:
-        ``(rows, piece)``: :data:`_CHUNK_COLUMNS` of every row (for the process that
-        schedules the job), and the rows usable so far with their footprints and grid
-        (which stay on the cluster for the tasks that write the planning copy).
+        ``(rows, piece)``: arrays of every row for the process that schedules the job
+        (``tile``, ``id`` as one arrow array, about a third of Python strings, ``datatake``,
+        ``tile_id``, ``reason``, "" if usable so far, ``repaired`` and ``bounds``, its
+        envelope), and the rows usable so far with their footprints and grid (which stay on
+        the cluster for the tasks that write the planning copy).
     """
+    import pyarrow as pa
+
     if source[0] == "catalog":
         from spectralearth.catalog.catalogio import read_tile_groups
 
@@ -713,8 +714,6 @@ def _check_chunk(source: tuple, has_tile_id: bool) -> tuple[pd.DataFrame, gpd.Ge
     if ok.any():
         bounds[ok] = shapely.bounds(geoms[ok])
     tile_id = frame[TILE_ID].to_numpy() if has_tile_id else np.zeros(len(rows), dtype=np.int64)
-    import pyarrow as pa
-
     small = {"tile": rows, "id": pa.array(ids, type=pa.string()), "datatake": datatake, "tile_id": tile_id,
              "reason": reason, "repaired": invalid, "bounds": bounds}
     piece = gpd.GeoDataFrame({"tile": rows[ok], "id": ids[ok], "datatake": datatake[ok].astype(np.int64)},
@@ -759,11 +758,11 @@ def _candidates_of_bounds(bounds: np.ndarray, budget: int = 500_000) -> tuple[np
     x0, y0, x1, y1 = (bounds[order, c] for c in range(4))
     stop = np.searchsorted(x0, x1, side="right")  # boxes order[i + 1 : stop[i]] start within box i's x range
     count = np.maximum(stop - np.arange(n) - 1, 0)
+    total = np.concatenate([[0], np.cumsum(count)])  # pairs tested before each row
     out_i, out_j = [], []
     start = 0
-    while start < n:
-        end = start + 1 + int(np.searchsorted(np.cumsum(count[start:]), budget, side="right"))
-        end = min(n, max(end, start + 1))
+    while start < n:  # rows start .. end - 1: about budget pairs, at least one row
+        end = min(n, max(start + 1, int(np.searchsorted(total, total[start] + budget, side="right")) - 1))
         c = count[start:end]
         si = np.repeat(np.arange(start, end), c)
         sj = si + 1 + (np.arange(len(si)) - np.repeat(np.cumsum(c) - c, c))
@@ -838,12 +837,11 @@ def _overlap_outputs(sources: list[tuple], n_rows: int, has_tile_id: bool, out_u
 
     # 2. parts of the planning copy along the Hilbert curve; candidate pairs from the envelopes
     nparts = max(1, min(npartitions or default_npartitions(len(usable)), len(usable)))
-    order = _hilbert_order_of_bounds(bounds) if len(usable) else np.zeros(0, np.int64)
-    cuts = np.linspace(0, len(order), nparts + 1).astype(np.int64)
+    part = _hilbert_parts(bounds, nparts)
     part_of = np.full(n_rows, -1, dtype=np.int32)
-    part_rows = [np.sort(usable[order[cuts[k] : cuts[k + 1]]]) for k in range(nparts)]
-    for k, rows in enumerate(part_rows):
-        part_of[rows] = k
+    part_of[usable] = part
+    by_part = np.argsort(part, kind="stable")  # usable is sorted: so is each part's run
+    part_rows = np.split(usable[by_part], np.searchsorted(part[by_part], np.arange(1, nparts)))
     planning_url = storage.join(out_url, PLANNING_TILES_NAME)
     planning = tables.TableWriter(planning_url, storage_options)
     try:
